@@ -1,0 +1,1 @@
+"""SpanQA's interfaces: the `spanqa` command line (and, later, the HTTP service)."""

@@ -1,0 +1,199 @@
+"""Reader benchmark: quality on SQuAD dev and throughput against the reference pipelines.
+
+    python bench/reader.py                      # SQuAD v1.1, all phases
+    python bench/reader.py --version 2.0        # SQuAD v2.0
+    python bench/reader.py --phases speed       # only the side-by-side throughput
+
+Phases:
+  speed   training and evaluation throughput of three input pipelines on the same model,
+          interleaved over several rounds (median): `padded` (run_qa.py: every window
+          padded to max_seq_length, random batches), `random` (run_qa_no_trainer.py:
+          dynamic padding, random batches) and `length` (SpanQA: length-grouped batches,
+          dynamic padding; evaluation sorted by length).
+  epoch   the issue's setting: 1 epoch, max_seq_length 256, doc_stride 64, batch 16,
+          lr 1e-4, seed 42; EM/F1 on dev, features/s, wall times.
+  budget  as many epochs as fit into the reference pipeline's wall time for one epoch.
+Writes bench/results/reader-v{version}.json (merged across phases) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from reader.evaluation import eval_features  # noqa: E402
+from reader.features import FeatureConfig  # noqa: E402
+from reader.inference import predict_logits  # noqa: E402
+from reader.models import load_qa_model, load_tokenizer  # noqa: E402
+from reader.squad import load_squad  # noqa: E402
+from reader.train import TrainConfig, train  # noqa: E402
+
+SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
+PIPELINES = ("padded", "random", "length")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def base_config(args, out: Path, **overrides) -> TrainConfig:
+    settings = dict(
+        train=str(SQUAD / f"train-v{args.version}.json"),
+        dev=str(SQUAD / f"dev-v{args.version}.json"),
+        out=str(out), model=args.model, max_seq_length=256, doc_stride=64,
+        batch_size=16, lr=1e-4, epochs=1, seed=42, evals_per_epoch=args.evals_per_epoch,
+        eval_batch_size=64, progress=not args.quiet,
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
+def phase_speed(args, results: dict) -> None:
+    """Median training and evaluation features/s of the three pipelines, interleaved."""
+    work = Path(args.work)
+    train_fps = {p: [] for p in PIPELINES}
+    eval_fps = {p: [] for p in ("padded", "length")}
+    fcfg = FeatureConfig(256, 64, 64)
+    tokenizer = load_tokenizer(args.model)
+    model = load_qa_model(args.model)
+    dev, _ = load_squad(SQUAD / f"dev-v{args.version}.json")
+    dev_feats = eval_features(tokenizer, dev, fcfg)
+    # A seeded random sample, so its length mix is the dev set's.
+    pick = torch.randperm(len(dev_feats), generator=torch.Generator().manual_seed(0))
+    dev_feats = dev_feats.subset(pick[: args.eval_features].tolist())
+    for r in range(args.rounds):
+        for pipeline in PIPELINES:
+            cfg = base_config(args, work / f"speed-{pipeline}", batching=pipeline,
+                              max_steps=args.speed_steps, dev=None, evals_per_epoch=1)
+            cfg.progress = False
+            summary = train(cfg)
+            train_fps[pipeline].append(summary["features_per_second"])
+            print(f"round {r}: train {pipeline:7s} {summary['features_per_second']:.2f} feat/s",
+                  flush=True)
+        for pipeline, kw in (("padded", {"pad_to": 256, "sort_by_length": False}),
+                             ("length", {})):
+            began = time.perf_counter()
+            predict_logits(model, dev_feats, pad_id=tokenizer.pad_token_id, batch_size=64, **kw)
+            fps = len(dev_feats) / (time.perf_counter() - began)
+            eval_fps[pipeline].append(fps)
+            print(f"round {r}: eval  {pipeline:7s} {fps:.2f} feat/s", flush=True)
+    med_t = {p: statistics.median(v) for p, v in train_fps.items()}
+    med_e = {p: statistics.median(v) for p, v in eval_fps.items()}
+    results["speed"] = {
+        "rounds": args.rounds, "train_steps_per_round": args.speed_steps,
+        "eval_features": len(dev_feats),
+        "train_features_per_s": {p: {"median": med_t[p], "runs": train_fps[p]} for p in med_t},
+        "eval_features_per_s": {p: {"median": med_e[p], "runs": eval_fps[p]} for p in med_e},
+        "train_ratio_vs_padded": med_t["length"] / med_t["padded"],
+        "train_ratio_vs_dynamic": med_t["length"] / med_t["random"],
+        "eval_ratio_vs_padded": med_e["length"] / med_e["padded"],
+    }
+
+
+def _train_phase(args, name: str, cfg: TrainConfig, results: dict) -> None:
+    began = time.perf_counter()
+    summary = train(cfg)
+    best = summary["best"]
+    results[name] = {
+        "config": {k: getattr(cfg, k) for k in ("epochs", "lr", "batch_size", "max_seq_length",
+                                                "doc_stride", "seed", "batching", "warmup")},
+        "train_features": summary["train_features"], "steps": summary["steps"],
+        "train_seconds": summary["train_seconds"], "eval_seconds": summary["eval_seconds"],
+        "wall_seconds": time.perf_counter() - began,
+        "train_features_per_s": summary["features_per_second"],
+        "best": best, "run_dir": cfg.out,
+    }
+
+
+def phase_epoch(args, results: dict) -> None:
+    cfg = base_config(args, Path(args.work) / f"epoch-v{args.version}")
+    _train_phase(args, "epoch", cfg, results)
+
+
+def phase_budget(args, results: dict) -> None:
+    """Epochs that fit into the reference (padded) pipeline's time for one epoch."""
+    speed = results.get("speed")
+    epoch = results.get("epoch")
+    if not speed or not epoch:
+        raise SystemExit("the budget phase needs the speed and epoch phases' results")
+    budget = epoch["train_features"] / speed["train_features_per_s"]["padded"]["median"]
+    ours = speed["train_features_per_s"]["length"]["median"]
+    epochs = round(budget * ours / epoch["train_features"], 2)
+    cfg = base_config(args, Path(args.work) / f"budget-v{args.version}", epochs=epochs,
+                      lr=args.budget_lr)
+    _train_phase(args, "budget", cfg, results)
+    results["budget"]["reference_epoch_seconds"] = budget
+
+
+def table(results: dict) -> str:
+    rows = []
+    if "speed" in results:
+        s = results["speed"]
+        for p in PIPELINES:
+            rows.append((f"train features/s, {p}", f"{s['train_features_per_s'][p]['median']:.2f}"))
+        rows.append(("train ratio vs padded (run_qa.py)", f"{s['train_ratio_vs_padded']:.2f}x"))
+        rows.append(("train ratio vs dynamic padding", f"{s['train_ratio_vs_dynamic']:.2f}x"))
+        for p in ("padded", "length"):
+            rows.append((f"eval features/s, {p}", f"{s['eval_features_per_s'][p]['median']:.2f}"))
+        rows.append(("eval ratio vs padded", f"{s['eval_ratio_vs_padded']:.2f}x"))
+    for name in ("epoch", "budget"):
+        if name in results:
+            r, b = results[name], results[name]["best"]
+            em = b.get("exact_match", b.get("exact", float("nan")))
+            f1 = b.get("f1", float("nan"))
+            rows.append((f"{name}: epochs / steps", f"{r['config']['epochs']} / {r['steps']}"))
+            rows.append((f"{name}: best dev EM / F1", f"{em:.2f} / {f1:.2f}"))
+            if "best_f1" in b:
+                rows.append((f"{name}: best_f1 / threshold",
+                             f"{b['best_f1']:.2f} / {b.get('threshold')}"))
+                rows.append((f"{name}: HasAns F1 / NoAns F1",
+                             f"{b.get('HasAns_f1', float('nan')):.2f} / "
+                             f"{b.get('NoAns_f1', float('nan')):.2f}"))
+            rows.append((f"{name}: train features/s", f"{r['train_features_per_s']:.2f}"))
+            rows.append((f"{name}: eval features/s", f"{b.get('features_per_second', 0):.2f}"))
+            rows.append((f"{name}: train / eval / wall s",
+                         f"{r['train_seconds']:.0f} / {r['eval_seconds']:.0f} / "
+                         f"{r['wall_seconds']:.0f}"))
+    rows.append(("peak RSS (MB)", f"{results.get('peak_rss_mb', 0):.0f}"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--version", choices=("1.1", "2.0"), default="1.1")
+    parser.add_argument("--phases", default="speed,epoch,budget")
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--speed-steps", type=int, default=10)
+    parser.add_argument("--eval-features", type=int, default=512)
+    parser.add_argument("--evals-per-epoch", type=int, default=4)
+    parser.add_argument("--budget-lr", type=float, default=1e-4)
+    parser.add_argument("--work", default=str(REPO / "data" / "bench"))
+    parser.add_argument("--results", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.results) / f"reader-v{args.version}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["version"] = args.version
+    for phase in args.phases.split(","):
+        {"speed": phase_speed, "epoch": phase_epoch, "budget": phase_budget}[phase](args, results)
+        results["peak_rss_mb"] = max(results.get("peak_rss_mb", 0), peak_rss_mb())
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Documents to passages to a BM25 + FAISS index (issue 3: not built yet)."""

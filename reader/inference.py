@@ -1,0 +1,87 @@
+"""Running a span model over windows, batched and sorted by length."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from reader.batching import collate, sorted_batches
+from reader.features import Features
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The GPU when there is one, else the CPU; an explicit choice wins."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The mixed-precision dtype to use, or None for full fp32.
+
+    "auto" takes bf16 on GPUs that support it and fp32 elsewhere: on CPUs without bf16
+    units, autocast is slower than fp32.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if precision != "auto":
+        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict_logits(
+    model: PreTrainedModel,
+    features: Features,
+    *,
+    pad_id: int,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = False,
+    pad_to: int | None = None,
+    sort_by_length: bool = True,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Start and end logits per window (unpadded, in the order of `features`).
+
+    `pad_to` and `sort_by_length=False` reproduce the reference recipes' padded, unsorted
+    batches for benchmarks.
+    """
+    device = device or next(model.parameters()).device
+    starts: list[np.ndarray] = [np.empty(0)] * len(features)
+    ends: list[np.ndarray] = [np.empty(0)] * len(features)
+    was_training = model.training
+    model.eval()
+    if sort_by_length:
+        batches = sorted_batches(features.lengths, batch_size)
+    else:
+        batches = [list(range(i, min(i + batch_size, len(features))))
+                   for i in range(0, len(features), batch_size)]
+    with torch.inference_mode(), autocast(device, dtype):
+        for indices in tqdm(batches, desc="predict", unit="batch", disable=not progress):
+            batch = collate(features, indices, pad_id, pad_to)
+            batch.pop("start_positions", None)
+            batch.pop("end_positions", None)
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            s = out.start_logits.float().cpu().numpy()
+            e = out.end_logits.float().cpu().numpy()
+            for row, i in enumerate(indices):
+                n = len(features.input_ids[i])
+                starts[i], ends[i] = s[row, :n], e[row, :n]
+    model.train(was_training)
+    return starts, ends

@@ -1,0 +1,123 @@
+"""The Python API the retriever pipeline and the HTTP service call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+from reader.checkpoint import read_meta, resolve_checkpoint
+from reader.features import FeatureConfig, build_features
+from reader.inference import autocast_dtype, pick_device, predict_logits
+from reader.models import load_qa_model, load_tokenizer
+from reader.postprocess import Answer, postprocess
+
+log = logging.getLogger(__name__)
+
+
+class Reader:
+    """Extracts answer spans from contexts, ranked across contexts by start+end logits.
+
+    `null_threshold` is set for SQuAD 2.0 models: a span is returned only when its score
+    beats its context's null ([CLS]) score by at least the threshold tuned on dev data.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerFast,
+        *,
+        config: FeatureConfig | None = None,
+        null_threshold: float | None = None,
+        batch_size: int = 32,
+        n_best: int = 20,
+        max_answer_length: int = 30,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+    ):
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.config = config or FeatureConfig()
+        self.null_threshold = null_threshold
+        self.batch_size = batch_size
+        self.n_best = n_best
+        self.max_answer_length = max_answer_length
+        self.dtype = autocast_dtype(self.device, precision)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> Reader:
+        """Load a SpanQA training run, a checkpoint directory, or a hub model.
+
+        A training run directory resolves to its best checkpoint; the checkpoint's
+        feature settings and tuned no-answer threshold come with it.
+        """
+        path = Path(name_or_path)
+        if (path / "best").is_dir():
+            path = path / "best"
+        checkpoint = resolve_checkpoint(path) if path.is_dir() else None
+        source = str(checkpoint or name_or_path)
+        meta = read_meta(checkpoint) if checkpoint else {}
+        if checkpoint is None and path.is_dir():
+            log.info("%s is not a SpanQA checkpoint; loading it as a plain model", path)
+        fc = meta.get("feature_config")
+        kwargs.setdefault("config", FeatureConfig(**fc) if fc else None)
+        kwargs.setdefault("null_threshold", meta.get("threshold"))
+        return cls(load_qa_model(source), load_tokenizer(source), **kwargs)
+
+    def answer(self, question: str, contexts: Sequence[str], top_k: int = 1) -> list[Answer]:
+        """The best `top_k` spans for one question over several contexts (may be empty)."""
+        return self.answer_many([question], [contexts], top_k=top_k)[0]
+
+    def answer_many(
+        self, questions: Sequence[str], contexts: Sequence[Sequence[str]], top_k: int = 1
+    ) -> list[list[Answer]]:
+        """Answers for many questions at once: one forward pass over all their windows."""
+        if len(questions) != len(contexts):
+            raise ValueError("one list of contexts is needed per question")
+        pairs = [(qi, ci) for qi, ctxs in enumerate(contexts) for ci in range(len(ctxs))]
+        if not pairs:
+            return [[] for _ in questions]
+        features = build_features(
+            self.tokenizer,
+            [questions[qi] for qi, _ in pairs],
+            [contexts[qi][ci] for qi, ci in pairs],
+            self.config,
+        )
+        starts, ends = predict_logits(
+            self.model, features, pad_id=self.tokenizer.pad_token_id,
+            batch_size=self.batch_size, device=self.device, dtype=self.dtype,
+        )
+        predictions = postprocess(
+            features, starts, ends, [contexts[qi][ci] for qi, ci in pairs],
+            n_best=self.n_best, max_answer_length=self.max_answer_length,
+            with_null=self.null_threshold is not None,
+        )
+        pooled: list[list[Answer]] = [[] for _ in questions]
+        for (qi, ci), prediction in zip(pairs, predictions, strict=True):
+            for a in prediction.answers:
+                if self.null_threshold is not None and (
+                    a.score - prediction.null_score < self.null_threshold
+                ):
+                    continue
+                pooled[qi].append(replace(a, context_index=ci))
+        return [_rank(answers, top_k) for answers in pooled]
+
+
+def _rank(answers: list[Answer], top_k: int) -> list[Answer]:
+    """Best first; probabilities renormalised over the candidates of all contexts."""
+    if not answers:
+        return []
+    answers = sorted(answers, key=lambda a: a.score, reverse=True)
+    scores = np.array([a.score for a in answers])
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    return [
+        replace(a, probability=float(p))
+        for a, p in zip(answers[: max(top_k, 0)], probs, strict=False)
+    ]

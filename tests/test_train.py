@@ -1,0 +1,214 @@
+"""Fine-tuning: checkpoints, curves, resume after a kill, and data-parallel equivalence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reader.batching import collate, length_grouped_batches, random_batches
+from reader.checkpoint import load_trainer_state
+from reader.features import Features
+from reader.train import TrainConfig, optimizer_groups, train
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(max_seq_length=128, doc_stride=32, max_query_length=32, eval_batch_size=32,
+             progress=False, log_every=1)
+
+
+def _config(squad_dir, model, out, version="1.1", **kw) -> TrainConfig:
+    data = str(squad_dir / f"sample-v{version}.json")
+    settings = dict(train=data, dev=data, out=str(out), model=str(model), batch_size=8,
+                    lr=1e-3, epochs=1, evals_per_epoch=2, **SMALL)
+    return TrainConfig(**{**settings, **kw})
+
+
+def _cli_args(cfg: TrainConfig) -> list[str]:
+    args = []
+    for key, value in vars(cfg).items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_writes_safetensors_checkpoints_metrics_and_curves(squad_dir, tiny_model,
+                                                                     tmp_path):
+    summary = train(_config(squad_dir, tiny_model, tmp_path / "run", max_dev_examples=12))
+    run = tmp_path / "run"
+    best, last = run / "best", run / "last"
+    assert (best / "model.safetensors").is_file() and not list(best.glob("*.bin"))
+    meta = json.loads((best / "spanqa.json").read_text())
+    assert meta["train_args"]["lr"] == 1e-3 and meta["version"] == "1.1"
+    assert meta["threshold"] is None and "f1" in meta["scores"]
+    assert (best / "tokenizer.json").is_file()
+    for name in ("predictions.json", "nbest_predictions.json", "null_odds.json"):
+        assert (best / name).is_file()
+    state = load_trainer_state(last)
+    assert state["step"] == summary["steps"] and "optimizer" in state
+    records = _metrics(run)
+    trains = [r for r in records if r["type"] == "train"]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert len(trains) == summary["steps"] and all(r["lr"] >= 0 for r in trains)
+    assert len(evals) >= 2 and all("exact_match" in r for r in evals)
+    assert max(r["lr"] for r in trains) <= 1e-3 + 1e-12
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loss_falls_when_a_small_set_is_learned(squad_dir, tiny_model, tmp_path):
+    train(_config(squad_dir, tiny_model, tmp_path / "run", dev=None, max_train_examples=8,
+                  epochs=25, lr=3e-3, warmup=0.0))
+    losses = [r["loss"] for r in _metrics(tmp_path / "run") if r["type"] == "train"]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_v2_training_tunes_and_stores_a_no_answer_threshold(squad_dir, tiny_model, tmp_path):
+    train(_config(squad_dir, tiny_model, tmp_path / "run", version="2.0", evals_per_epoch=1))
+    best = tmp_path / "run" / "best"
+    meta = json.loads((best / "spanqa.json").read_text())
+    assert meta["version"] == "2.0" and isinstance(meta["threshold"], float)
+    scores = meta["scores"]
+    for key in ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh"):
+        assert key in scores
+    assert meta["threshold"] == -scores["best_f1_thresh"]
+    null_odds = json.loads((best / "null_odds.json").read_text())
+    predictions = json.loads((best / "predictions.json").read_text())
+    assert set(null_odds) == set(predictions)
+
+
+def test_weight_decay_spares_biases_and_layer_norms(tiny_model):
+    from reader.models import load_qa_model
+
+    model = load_qa_model(tiny_model)
+    decay, no_decay = optimizer_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("weight") and "LayerNorm" not in names[id(p)]
+               for p in decay["params"])
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)]
+               for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_length_grouped_batches_are_a_seeded_partition_with_little_padding():
+    gen = torch.Generator().manual_seed(1)
+    lengths = torch.randint(20, 384, (3000,), generator=gen).tolist()
+    batches = length_grouped_batches(lengths, 16, seed=42, epoch=0)
+    assert batches == length_grouped_batches(lengths, 16, seed=42, epoch=0)
+    assert batches != length_grouped_batches(lengths, 16, seed=42, epoch=1)
+    assert sorted(i for b in batches for i in b) == list(range(3000))
+
+    def padding(bs):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs)
+
+    assert padding(batches) < 0.1 * padding(random_batches(3000, 16, seed=42, epoch=0))
+
+
+def test_collate_pads_only_to_the_longest_window():
+    feats = Features(input_ids=[[1, 2, 3], [4, 5]], token_type_ids=[[0, 0, 1], [0, 1]],
+                     example_index=[0, 1], offsets=[[None] * 3, [None] * 2],
+                     start_positions=[1, 0], end_positions=[2, 0])
+    batch = collate(feats, [0, 1], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert collate(feats, [1], pad_id=0, pad_to=8)["input_ids"].shape == (1, 8)
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(checkpoint / "model.safetensors"))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(squad_dir, tiny_model,
+                                                                   tmp_path):
+    """SIGKILL while training (checkpoints every step, dropout on), resume, compare."""
+    common = dict(dev=None, epochs=3, save_steps=1, evals_per_epoch=1, lr=5e-4)
+    torch.set_num_threads(1)  # the same thread count as the subprocess, for identical sums
+    try:
+        train(_config(squad_dir, tiny_model, tmp_path / "whole", **common))
+        killed = _config(squad_dir, tiny_model, tmp_path / "killed", **common)
+        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "reader", "train",
+                                 *_cli_args(killed)], env=_env(), cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        meta = tmp_path / "killed" / "last" / "spanqa.json"
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if meta.is_file() and json.loads(meta.read_text() or "{}").get("step", 0) >= 4:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        assert proc.wait() == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+        killed.resume = True
+        summary = train(killed)
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    whole = _weights(tmp_path / "whole" / "last")
+    resumed = _weights(tmp_path / "killed" / "last")
+    assert summary["steps"] == load_trainer_state(tmp_path / "whole" / "last")["step"]
+    for name, tensor in whole.items():
+        assert torch.equal(tensor, resumed[name]), name
+    losses = [[r["loss"] for r in _metrics(tmp_path / run) if r["type"] == "train"]
+              for run in ("whole", "killed")]
+    assert losses[0] == losses[1]
+
+
+def test_two_processes_train_like_one_with_the_same_global_batch(squad_dir,
+                                                                 tiny_model_no_dropout,
+                                                                 tmp_path):
+    """torchrun with 2 CPU processes (gloo) against 1 process with 2 accumulation steps."""
+    common = dict(dev=None, epochs=1, max_train_examples=20, evals_per_epoch=1, lr=1e-3)
+    one = _config(squad_dir, tiny_model_no_dropout, tmp_path / "one", grad_accum=2, **common)
+    two = _config(squad_dir, tiny_model_no_dropout, tmp_path / "two", **common)
+    subprocess.run([sys.executable, "-m", "api.cli", "reader", "train", *_cli_args(one)],
+                   env=_env(), cwd=REPO, check=True, capture_output=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "api.cli", "reader", "train", *_cli_args(two)],
+        env=_env(), cwd=REPO, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    a, b = _weights(tmp_path / "one" / "best"), _weights(tmp_path / "two" / "best")
+    init = _weights(tiny_model_no_dropout)
+    assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-3, "training moved"
+    # Weights agree to float noise. The exception is a handful of elements whose true
+    # gradient is zero (e.g. the span head's bias: a softmax over positions ignores a
+    # shift), where Adam turns rounding noise into full-size steps in either direction.
+    total = sum(t.numel() for t in a.values())
+    off = sum(((a[k] - b[k]).abs() > 1e-5).sum().item() for k in a)
+    assert off <= 1e-4 * total, f"{off} of {total} weights differ"
+    losses = [[r["loss"] for r in _metrics(tmp_path / run) if r["type"] == "train"]
+              for run in ("one", "two")]
+    assert len(losses[0]) == len(losses[1]) > 1
+    for x, y in zip(*losses, strict=True):
+        assert abs(x - y) <= 1e-5 * max(1.0, abs(x)), losses
+
+
+@pytest.mark.parametrize("bad", ["missing.json", "not-json"])
+def test_bad_training_data_is_a_clear_cli_error(tmp_path, tiny_model, bad):
+    path = tmp_path / "bad.json"
+    if bad == "not-json":
+        path.write_text("{ nope")
+    else:
+        path = tmp_path / bad
+    run = subprocess.run([sys.executable, "-m", "api.cli", "reader", "train", "--train",
+                          str(path), "--out", str(tmp_path / "o"), "--model", str(tiny_model)],
+                         env=_env(), cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "spanqa: error:" in run.stderr and str(path.name) in run.stderr
