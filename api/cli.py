@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from indexer.cli import add_parser as add_index_parser
 from reader.cli import add_parser as add_reader_parser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     add_reader_parser(sub)
+    add_index_parser(sub)
     _add_demo(sub)
     return parser
 
@@ -79,16 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("faiss.loader", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one clear line for errors the user can fix
+        from indexer.layout import IndexBusyError
         from reader.models import ModelLoadError
         from reader.squad import SquadFormatError
 
-        if isinstance(exc, ModelLoadError | SquadFormatError | ValueError | FileNotFoundError):
+        if isinstance(exc, ModelLoadError | SquadFormatError | IndexBusyError | ValueError
+                      | FileNotFoundError):
             print(f"spanqa: error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -1,0 +1,228 @@
+"""Building and updating an index: documents -> passages -> SQLite + BM25 + FAISS.
+
+Every update writes a complete new generation (see layout.py) and publishes it at the
+end, so the SQLite rows, the BM25 matrix and the FAISS index always come from one
+consistent set of passages. Passages of unchanged documents keep their embeddings: only
+new and changed documents are embedded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from indexer import store
+from indexer.chunking import ChunkConfig, chunk_document
+from indexer.dense import build_faiss, save_faiss
+from indexer.embedding import DEFAULT_EMBEDDER, Embedder
+from indexer.layout import IndexDir
+from indexer.readers import MAX_FILE_BYTES, iter_documents
+from indexer.records import Document, Passage, Skipped
+from retriever.bm25 import BM25Index
+from retriever.text import tokenize
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+EMBEDDINGS = "embeddings.npy"
+FAISS_FILE = "dense.faiss"
+BM25_DIR = "bm25"
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    embedder: str = DEFAULT_EMBEDDER
+    words: int = 200
+    overlap: int = 30
+    faiss: str = "auto"
+
+    @property
+    def chunk(self) -> ChunkConfig:
+        return ChunkConfig(words=self.words, overlap=self.overlap)
+
+
+@dataclass
+class BuildReport:
+    generation: str = ""
+    documents: int = 0
+    passages: int = 0
+    added: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    embedded: int = 0
+    not_found: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        rows = [("index generation", self.generation), ("documents in index", self.documents),
+                ("passages in index", self.passages), ("documents added or changed", self.added),
+                ("documents unchanged", self.unchanged), ("documents removed", self.removed),
+                ("passages embedded", self.embedded), ("files/records skipped", len(self.skipped)),
+                ("seconds", f"{self.seconds:.1f}")]
+        lines = [f"{k:<28} {v}" for k, v in rows]
+        reasons = Counter(_reason_kind(s.reason) for s in self.skipped)
+        for reason, count in reasons.most_common():
+            lines.append(f"  skipped: {reason:<40} {count}")
+        for s in self.skipped[:20]:
+            lines.append(f"    {s.path}: {s.reason}")
+        if len(self.skipped) > 20:
+            lines.append(f"    ... and {len(self.skipped) - 20} more")
+        for name in self.not_found:
+            lines.append(f"  not in the index: {name}")
+        return "\n".join(lines)
+
+
+def _reason_kind(reason: str) -> str:
+    """'too large (123 bytes > 10)' -> 'too large': group skips by kind in the summary."""
+    return reason.split(" (")[0].split(":")[0][:40]
+
+
+def searchable_text(title: str, text: str) -> str:
+    """What BM25 and the embedder see: the title helps both find the passage."""
+    return f"{title}\n{text}" if title else text
+
+
+def read_manifest(generation: Path) -> dict:
+    return json.loads((generation / MANIFEST).read_text())
+
+
+def update_index(
+    index: str | Path,
+    *,
+    add: Sequence[str | Path] = (),
+    remove: Sequence[str] = (),
+    rebuild: bool = False,
+    config: IndexConfig | None = None,
+    embedder: Embedder | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    progress: bool = True,
+) -> BuildReport:
+    """Add new and changed documents from `add`, drop `remove` (ids or paths), publish.
+
+    `rebuild` starts from an empty index instead of the live one (that is `index build`).
+    """
+    began = time.perf_counter()
+    layout = IndexDir(index)
+    report = BuildReport()
+    with layout.writer():
+        previous = None if rebuild or not layout.exists() else layout.current()
+        if previous is not None:
+            stored = IndexConfig(**read_manifest(previous)["config"])
+            if config is not None and config != stored:
+                raise ValueError(
+                    f"the index was built with {stored}; rebuild it (`spanqa index build`) "
+                    f"to change settings to {config}")
+            config = stored
+        config = config or IndexConfig()
+        documents, passages, vectors = _load_previous(previous)
+
+        removed = _remove(documents, passages, remove, report)
+        new_docs = _read_new(add, documents, max_file_bytes, report, progress)
+        for doc in new_docs:
+            if doc.id in documents:
+                removed.add(doc.id)  # a changed document: its old passages go
+        kept = [i for i, p in enumerate(passages) if p.document_id not in removed]
+        report.removed = len(removed - {d.id for d in new_docs})
+        report.added = len(new_docs)
+
+        fresh: list[Passage] = []
+        for doc in tqdm(new_docs, desc="chunk", unit="doc", disable=not progress):
+            fresh += chunk_document(doc, config.chunk)
+        pieces = [vectors[kept]] if kept else []
+        if fresh:
+            embedder = embedder or Embedder(config.embedder)
+            pieces.append(embedder.encode(
+                [searchable_text(p.title, p.text) for p in fresh], progress=progress))
+        report.embedded = len(fresh)
+        all_passages = [passages[i] for i in kept] + fresh
+        all_vectors = np.concatenate(pieces) if pieces else np.zeros((0, 0), np.float32)
+        for doc_id in removed:
+            documents.pop(doc_id, None)
+        for doc in new_docs:
+            documents[doc.id] = store.document_row(doc)
+
+        generation = layout.new_generation()
+        _write_generation(generation, documents, all_passages, all_vectors, config, progress)
+        layout.publish(generation)
+        report.generation = generation.name
+        report.documents, report.passages = len(documents), len(all_passages)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def _load_previous(previous: Path | None) -> tuple[dict[str, dict], list[Passage], np.ndarray]:
+    if previous is None:
+        return {}, [], np.zeros((0, 0), np.float32)
+    db = store.open_db(previous)
+    documents = {row["id"]: row for row in db["documents"].rows}
+    passages = [store.to_passage(row) for row in store.iter_passage_rows(db)]
+    vectors = np.load(previous / EMBEDDINGS, allow_pickle=False)
+    db.conn.close()
+    return documents, passages, vectors
+
+
+def _remove(documents: dict[str, dict], passages: list[Passage], names: Sequence[str],
+            report: BuildReport) -> set[str]:
+    """Document ids to drop: given by id, or by path (a file, or every file under a folder)."""
+    removed: set[str] = set()
+    for name in names:
+        if name in documents:
+            removed.add(name)
+            continue
+        target = str(Path(name).resolve())
+        matches = {i for i, d in documents.items()
+                   if d["path"] == target or d["path"].startswith(target.rstrip("/") + "/")}
+        if matches:
+            removed |= matches
+        else:
+            report.not_found.append(name)
+    return removed
+
+
+def _read_new(paths: Sequence[str | Path], documents: dict[str, dict], max_file_bytes: int,
+              report: BuildReport, progress: bool) -> list[Document]:
+    """New and changed documents (by content hash); unchanged ones are only counted."""
+    new: dict[str, Document] = {}
+    bar = tqdm(desc="read", unit="doc", disable=not progress)
+    for item in iter_documents(paths, max_bytes=max_file_bytes):
+        bar.update(1)
+        if isinstance(item, Skipped):
+            report.skipped.append(item)
+        elif item.id in new:
+            report.skipped.append(Skipped(item.path, f"duplicate document id {item.id}"))
+        elif item.id in documents and documents[item.id]["content_hash"] == item.content_hash:
+            report.unchanged += 1
+        else:
+            new[item.id] = item
+    bar.close()
+    return list(new.values())
+
+
+def _write_generation(generation: Path, documents: dict[str, dict], passages: list[Passage],
+                      vectors: np.ndarray, config: IndexConfig, progress: bool) -> None:
+    db = store.create(generation)
+    with db.conn:
+        store.insert_documents(db, documents.values())
+        store.insert_passages(db, (store.passage_row(i, p) for i, p in enumerate(passages)))
+    db.conn.close()
+    tokens = [tokenize(searchable_text(p.title, p.text))
+              for p in tqdm(passages, desc="bm25", unit="passage", disable=not progress)]
+    if passages:
+        BM25Index.build(tokens).save(generation / BM25_DIR)
+    if vectors.size:
+        np.save(generation / EMBEDDINGS, vectors, allow_pickle=False)
+        save_faiss(build_faiss(vectors, config.faiss), generation / FAISS_FILE)
+    else:
+        np.save(generation / EMBEDDINGS, np.zeros((0, 0), np.float32), allow_pickle=False)
+    manifest = {"config": asdict(config), "documents": len(documents), "passages": len(passages),
+                "dim": int(vectors.shape[1]) if vectors.size else 0, "created": time.time()}
+    (generation / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,114 @@
+"""`spanqa index ...` and `spanqa search`: build, update, inspect and query an index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_INDEX = Path(__file__).resolve().parents[1] / "data" / "index"
+
+
+def _index_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=str(DEFAULT_INDEX), help="index directory")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    index = sub.add_parser("index", help="build and maintain a document index")
+    isub = index.add_subparsers(dest="index_command", required=True)
+
+    build = isub.add_parser("build", help="index files and folders from scratch")
+    build.add_argument("paths", nargs="+")
+    _index_arg(build)
+    build.add_argument("--embedder", default="minilm",
+                       help="sentence-transformers model name or path ('minilm': offline)")
+    build.add_argument("--words", type=int, default=200, help="passage size in words")
+    build.add_argument("--overlap", type=int, default=30, help="words shared by split passages")
+    build.add_argument("--faiss", default="auto", choices=("auto", "flat", "hnsw", "ivf"))
+    build.add_argument("--max-file-mb", type=float, default=50.0)
+    build.set_defaults(func=_run_update, rebuild=True)
+
+    add = isub.add_parser("add", help="index new and changed files (unchanged ones are kept)")
+    add.add_argument("paths", nargs="+")
+    _index_arg(add)
+    add.add_argument("--max-file-mb", type=float, default=50.0)
+    add.set_defaults(func=_run_update, rebuild=False)
+
+    remove = isub.add_parser("remove", help="remove documents by id or path")
+    remove.add_argument("documents", nargs="+")
+    _index_arg(remove)
+    remove.set_defaults(func=_run_remove)
+
+    for name, func, text in (("stats", _run_stats, "counts and settings of the index"),
+                             ("verify", _run_verify, "check SQLite, BM25 and FAISS agree")):
+        p = isub.add_parser(name, help=text)
+        _index_arg(p)
+        p.set_defaults(func=func)
+
+    search = sub.add_parser("search", help="top-k passages for a question")
+    search.add_argument("question")
+    _index_arg(search)
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--mode", default="hybrid", choices=("bm25", "dense", "hybrid"))
+    search.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
+    search.add_argument("--path-prefix")
+    search.add_argument("--title")
+    search.add_argument("--tag", action="append", default=[])
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=_run_search)
+
+
+def _run_update(args: argparse.Namespace) -> int:
+    from indexer.build import IndexConfig, update_index
+
+    config = None
+    if args.rebuild:
+        config = IndexConfig(embedder=args.embedder, words=args.words, overlap=args.overlap,
+                             faiss=args.faiss)
+    report = update_index(args.index, add=args.paths, rebuild=args.rebuild, config=config,
+                          max_file_bytes=int(args.max_file_mb * 1024 * 1024))
+    print(report.table())
+    return 0
+
+
+def _run_remove(args: argparse.Namespace) -> int:
+    from indexer.build import update_index
+
+    report = update_index(args.index, remove=args.documents)
+    print(report.table())
+    return 1 if report.not_found else 0
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from retriever.search import Retriever
+
+    print(json.dumps(Retriever(args.index).stats(), indent=2))
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from indexer.verify import verify_index
+
+    problems = verify_index(args.index)
+    for problem in problems:
+        print(f"problem: {problem}")
+    print("index is consistent" if not problems else f"{len(problems)} problems",
+          file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from retriever.search import Filters, Retriever, hits_json
+
+    retriever = Retriever(args.index, rrf_k=args.rrf_k)
+    filters = Filters(args.path_prefix, args.title, tuple(args.tag))
+    hits = retriever.search(args.question, args.top_k, args.mode, filters)
+    if args.json:
+        print(hits_json(hits))
+        return 0
+    for rank, hit in enumerate(hits, 1):
+        page = f" p.{hit.page}" if hit.page else ""
+        print(f"{rank:>2}. [{hit.score:.4f}] {hit.title}{page} ({hit.path})")
+        print(f"    {hit.text[:200]}{'…' if len(hit.text) > 200 else ''}")
+    return 0

@@ -1,0 +1,159 @@
+"""Top-k passages for a question: BM25, dense, or both fused by reciprocal rank.
+
+A `Retriever` pins one index generation when it opens, so every query it answers sees one
+consistent set of SQLite rows, BM25 weights and vectors, whatever a writer does meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer import store
+from indexer.build import BM25_DIR, EMBEDDINGS, FAISS_FILE, read_manifest, searchable_text
+from indexer.dense import load_faiss
+from indexer.embedding import Embedder
+from indexer.layout import IndexDir
+from retriever.bm25 import BM25Index
+from retriever.text import tokenize
+
+MODES = ("bm25", "dense", "hybrid")
+
+
+@dataclass
+class Hit:
+    """A retrieved passage; crosses into the reader pipeline and the API."""
+
+    passage_id: str
+    document_id: str
+    title: str
+    path: str
+    page: int | None
+    order: int
+    start: int  # character offsets of the passage in its document's text
+    end: int
+    text: str
+    score: float
+    bm25_rank: int | None = None  # 1-based rank each retriever gave it (None: not in its list)
+    dense_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Document metadata filters; all given ones must hold."""
+
+    path_prefix: str | None = None
+    title: str | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __bool__(self) -> bool:
+        return bool(self.path_prefix or self.title or self.tags)
+
+
+class Retriever:
+    def __init__(self, index: str | Path, *, embedder: Embedder | None = None,
+                 rrf_k: int = 60, bm25_weight: float = 1.0, dense_weight: float = 1.0,
+                 candidates: int = 100):
+        self.generation = IndexDir(index).current()
+        manifest = read_manifest(self.generation)
+        self.passages = manifest["passages"]
+        self.embedder_name = manifest["config"]["embedder"]
+        self._embedder = embedder
+        self.rrf_k, self.candidates = rrf_k, candidates
+        self.bm25_weight, self.dense_weight = bm25_weight, dense_weight
+        self.db = store.open_db(self.generation)
+        self.bm25 = BM25Index.load(self.generation / BM25_DIR) if self.passages else None
+        self.faiss = load_faiss(self.generation / FAISS_FILE) if self.passages else None
+        self.vectors = np.load(self.generation / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder(self.embedder_name)
+        return self._embedder
+
+    def search(self, question: str, top_k: int = 10, mode: str = "hybrid",
+               filters: Filters | None = None) -> list[Hit]:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not question.strip():
+            raise ValueError("the question is empty")
+        if not self.passages or top_k <= 0:
+            return []
+        allowed = self._allowed(filters) if filters else None
+        if allowed is not None and not allowed.any():
+            return []
+        depth = max(self.candidates, top_k)
+        lists: dict[str, list[tuple[int, float]]] = {}
+        if mode in ("bm25", "hybrid"):
+            lists["bm25"] = self.bm25.top_k(tokenize(question), depth, allowed=allowed)
+        if mode in ("dense", "hybrid"):
+            lists["dense"] = self._dense(question, depth, allowed)
+        ranks = {name: {row: r for r, (row, _) in enumerate(hits, 1)}
+                 for name, hits in lists.items()}
+        if mode == "hybrid":
+            weights = {"bm25": self.bm25_weight, "dense": self.dense_weight}
+            fused: dict[int, float] = {}
+            for name, hits in lists.items():
+                for rank, (row, _) in enumerate(hits, 1):
+                    fused[row] = fused.get(row, 0.0) + weights[name] / (self.rrf_k + rank)
+            best = sorted(fused.items(), key=lambda x: (-x[1], x[0]))[:top_k]
+        else:
+            best = lists[mode][:top_k]
+        rows = store.passages_by_rows(self.db, [row for row, _ in best])
+        return [self._hit(rows[row], score, ranks) for row, score in best]
+
+    def _dense(self, question: str, depth: int, allowed: np.ndarray | None
+               ) -> list[tuple[int, float]]:
+        query = self.embedder.encode([searchable_text("", question)])
+        if allowed is None:
+            scores, ids = self.faiss.search(query, min(depth, self.passages))
+            return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        rows = np.flatnonzero(allowed)  # filtered: exact scores over the allowed rows
+        scores = np.asarray(self.vectors[rows]) @ query[0]
+        order = np.argsort(-scores, kind="stable")[:depth]
+        return [(int(rows[i]), float(scores[i])) for i in order]
+
+    def _allowed(self, filters: Filters) -> np.ndarray:
+        """A boolean mask over passage rows from document metadata."""
+        where, args = [], []
+        if filters.path_prefix:
+            where.append("d.path like ? escape '\\'")
+            prefix = str(Path(filters.path_prefix).expanduser().resolve())
+            args.append(prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if filters.title:
+            where.append("d.title = ?")
+            args.append(filters.title)
+        for tag in filters.tags:
+            where.append("exists (select 1 from json_each(d.metadata, '$.tags') t "
+                         "where t.value = ?)")
+            args.append(tag)
+        sql = ("select p.row from passages p join documents d on d.id = p.document_id where "
+               + " and ".join(where))
+        mask = np.zeros(self.passages, dtype=bool)
+        rows = [r["row"] for r in self.db.query(sql, args)]
+        mask[rows] = True
+        return mask
+
+    def _hit(self, row: dict, score: float, ranks: dict[str, dict[int, int]]) -> Hit:
+        return Hit(
+            passage_id=row["id"], document_id=row["document_id"], title=row["title"],
+            path=row["path"], page=row["page"], order=row["ord"], start=row["start"],
+            end=row["end"], text=row["text"], score=score,
+            bm25_rank=ranks.get("bm25", {}).get(row["row"]),
+            dense_rank=ranks.get("dense", {}).get(row["row"]),
+        )
+
+    def stats(self) -> dict:
+        manifest = read_manifest(self.generation)
+        return {"generation": self.generation.name, **manifest,
+                "faiss": type(self.faiss).__name__ if self.faiss else None}
+
+
+def hits_json(hits: list[Hit]) -> str:
+    from dataclasses import asdict
+
+    return json.dumps([asdict(h) for h in hits], ensure_ascii=False, indent=2)

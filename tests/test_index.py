@@ -1,0 +1,203 @@
+"""Index build, incremental updates, atomic publishing, the writer lock, and search."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer.build import IndexConfig, update_index
+from indexer.embedding import Embedder
+from indexer.layout import IndexBusyError, IndexDir
+from indexer.readers import document_id
+from indexer.verify import verify_index
+from retriever.search import Filters, Retriever
+
+REPO = Path(__file__).resolve().parents[1]
+
+DOCS = {
+    "europe/france.txt": "Paris is the capital of France. The Seine flows through Paris.\n\n"
+                         "France is famous for its cheeses and wines.",
+    "europe/spain.html": "<html><head><title>Spain</title><script>var x = 1;</script></head>"
+                         "<body><p>Madrid is the capital of Spain.</p>"
+                         "<p>The Prado museum is in Madrid.</p></body></html>",
+    "asia/japan.md": "# Japan\n\nTokyo is the capital of Japan. Mount Fuji is its highest peak.",
+    "notes.jsonl": json.dumps({"id": "k2", "title": "K2", "text": "K2 is the second highest "
+                               "mountain on Earth, in the Karakoram range.",
+                               "metadata": {"tags": ["mountains"]}}) + "\n"
+                   + json.dumps({"id": "nile", "title": "Nile", "text": "The Nile is a major "
+                                 "river in Africa, flowing into the Mediterranean.",
+                                 "metadata": {"tags": ["rivers"]}}) + "\n",
+    "broken.pdf": "%PDF-1.4 this is not really a pdf",
+}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder("minilm")
+
+
+def write_docs(root: Path, docs: dict[str, str]) -> Path:
+    for name, text in docs.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def spanqa(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=REPO,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_build_indexes_documents_and_reports_skips(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    report = update_index(tmp_path / "idx", add=[docs], rebuild=True, embedder=embedder,
+                          progress=False)
+    assert report.documents == 5 and report.added == 5  # 3 files + 2 jsonl records
+    assert [s.path for s in report.skipped] == [str(docs / "broken.pdf")]
+    assert "skipped" in report.table() and "broken.pdf" in report.table()
+    assert verify_index(tmp_path / "idx") == []
+    retriever = Retriever(tmp_path / "idx", embedder=embedder)
+    for mode in ("bm25", "dense", "hybrid"):
+        hits = retriever.search("What is the capital of Spain?", top_k=3, mode=mode)
+        assert hits[0].title == "Spain", mode
+        assert "<script>" not in hits[0].text and "var x" not in hits[0].text
+    hits = retriever.search("highest mountain Karakoram", top_k=2)
+    assert hits[0].title == "K2" and hits[0].bm25_rank == 1 and hits[0].dense_rank is not None
+    france = retriever.search("Which river flows through Paris?", top_k=1, mode="bm25")[0]
+    source = (docs / "europe/france.txt").read_text()
+    assert source[france.start : france.end] == france.text
+
+
+def test_filters_by_path_title_and_tags(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    update_index(tmp_path / "idx", add=[docs], rebuild=True, embedder=embedder, progress=False)
+    retriever = Retriever(tmp_path / "idx", embedder=embedder)
+    question = "What is the capital?"
+    for mode in ("bm25", "dense", "hybrid"):
+        hits = retriever.search(question, 10, mode, Filters(path_prefix=str(docs / "europe")))
+        assert {h.title for h in hits} == {"france", "Spain"}, mode
+        hits = retriever.search(question, 10, mode, Filters(tags=("rivers",)))
+        assert [h.title for h in hits] == ["Nile"]
+        assert retriever.search(question, 10, mode, Filters(title="Japan"))[0].title == "Japan"
+        assert retriever.search(question, 10, mode, Filters(title="Nowhere")) == []
+
+
+def test_add_embeds_only_new_and_changed_documents(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = tmp_path / "idx"
+    update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    before = {h.document_id: h.passage_id for h in
+              Retriever(index, embedder=embedder).search("capital", 20, "bm25")}
+    (docs / "asia/japan.md").write_text("# Japan\n\nKyoto was the capital of Japan for "
+                                        "over a thousand years.")
+    write_docs(docs, {"asia/india.txt": "New Delhi is the capital of India."})
+    report = update_index(index, add=[docs], embedder=embedder, progress=False)
+    assert (report.added, report.unchanged, report.embedded) == (2, 4, 2)
+    assert report.documents == 6 and verify_index(index) == []
+    retriever = Retriever(index, embedder=embedder)
+    after = {h.document_id: h.passage_id for h in retriever.search("capital", 20, "bm25")}
+    france = document_id(docs / "europe/france.txt")
+    assert after[france] == before[france], "unchanged passages keep their ids"
+    assert retriever.search("Kyoto thousand years", 1)[0].title == "Japan"
+    assert "Tokyo" not in " ".join(h.text for h in retriever.search("Tokyo", 10, "bm25"))
+
+
+def test_remove_by_id_and_by_path(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = tmp_path / "idx"
+    update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    report = update_index(index, remove=[str(docs / "europe"), "no-such-document"],
+                          progress=False)
+    assert report.removed == 2 and report.not_found == ["no-such-document"]
+    spain = document_id(docs / "asia/japan.md")
+    report = update_index(index, remove=[spain], progress=False)
+    assert report.removed == 1 and report.documents == 2 and report.embedded == 0
+    assert verify_index(index) == []
+    titles = {h.title for h in Retriever(index, embedder=embedder).search("capital", 10, "bm25")}
+    assert titles <= {"K2", "Nile"}
+
+
+def test_a_second_writer_is_refused(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = tmp_path / "idx"
+    update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    with IndexDir(index).writer():
+        with pytest.raises(IndexBusyError):
+            update_index(index, add=[docs], embedder=embedder, progress=False)
+        run = spanqa("index", "add", str(docs), "--index", str(index))
+        assert run.returncode == 2 and "being written by pid" in run.stderr
+
+
+def test_readers_keep_their_generation_while_a_new_one_is_published(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = tmp_path / "idx"
+    update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    old = Retriever(index, embedder=embedder)
+    write_docs(docs, {"asia/india.txt": "New Delhi is the capital of India."})
+    update_index(index, add=[docs], embedder=embedder, progress=False)
+    assert all(h.title != "india" for h in old.search("New Delhi India", 10, "bm25"))
+    assert Retriever(index, embedder=embedder).search("New Delhi India", 1)[0].title == "india"
+
+
+@pytest.mark.parametrize("moment", ["Batches", "gen-000002"])
+def test_a_killed_update_leaves_the_previous_index_usable(tmp_path, squad_dir, embedder, moment):
+    """SIGKILL an update while it embeds (its progress bar shows) or writes the generation."""
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = tmp_path / "idx"
+    update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    live = IndexDir(index).current()
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "index", "add",
+                                 str(squad_dir / "sample-v1.1.json"), "--index", str(index)],
+                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if moment in log.read_text() or (index / moment).exists():
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the update was killed before it finished"
+    assert IndexDir(index).current() == live
+    assert verify_index(index) == []
+    assert Retriever(index, embedder=embedder).search("capital of Spain", 1)[0].title == "Spain"
+    report = update_index(index, add=[docs], embedder=embedder, progress=False)
+    assert report.unchanged == 5 and verify_index(index) == []
+    assert len(list(index.glob("gen-*"))) <= 2, "leftovers of the killed writer are removed"
+
+
+def test_search_command_prints_json_hits(tmp_path):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    run = spanqa("index", "build", str(docs), "--index", str(tmp_path / "idx"))
+    assert run.returncode == 0, run.stderr
+    assert "broken.pdf" in run.stdout
+    run = spanqa("search", "capital of Spain", "--index", str(tmp_path / "idx"), "--top-k", "2",
+                 "--json")
+    assert run.returncode == 0, run.stderr
+    hits = json.loads(run.stdout)
+    assert len(hits) == 2 and hits[0]["title"] == "Spain"
+    for key in ("text", "score", "passage_id", "document_id", "title", "start", "end"):
+        assert key in hits[0]
+    assert spanqa("index", "verify", "--index", str(tmp_path / "idx")).returncode == 0
+    stats = Retriever(tmp_path / "idx").stats()
+    assert stats["documents"] == 5 and stats["faiss"] == "IndexFlatIP"
+    missing = spanqa("search", "x", "--index", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no index in" in missing.stderr
+
+
+def test_changing_settings_needs_a_rebuild(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    update_index(tmp_path / "idx", add=[docs], rebuild=True, embedder=embedder, progress=False)
+    with pytest.raises(ValueError, match="rebuild"):
+        update_index(tmp_path / "idx", add=[docs], config=IndexConfig(words=50), progress=False)
