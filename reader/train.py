@@ -24,7 +24,12 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from reader.batching import collate, length_grouped_batches, random_batches
-from reader.checkpoint import load_trainer_state, resolve_checkpoint, save_checkpoint
+from reader.checkpoint import (
+    load_trainer_state,
+    read_meta,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from reader.evaluation import EvalResult, eval_features, evaluate
 from reader.features import FeatureConfig, Features, build_features
 from reader.inference import autocast, autocast_dtype, pick_device
@@ -167,6 +172,18 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+_RESUMABLE_CHANGES = {"resume", "progress", "out", "device", "log_every"}
+
+
+def _check_same_run(cfg: TrainConfig, stored: dict) -> None:
+    """Resuming with other settings would not finish as the original run: refuse it."""
+    changed = {k: (stored.get(k), v) for k, v in asdict(cfg).items()
+               if k not in _RESUMABLE_CHANGES and k in stored and stored[k] != v}
+    if changed:
+        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"--resume with settings that differ from the checkpoint's ({listed})")
+
+
 class MetricsLog:
     """metrics.jsonl: one JSON object per log line, truncated to the step a run resumes at."""
 
@@ -248,9 +265,10 @@ def train(cfg: TrainConfig) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     step, epoch, next_batch = 0, 0, 0
-    best: dict = {"f1": -1.0}
+    best: dict = {"selection_f1": -1.0}
     history: list[dict] = []
     if resume_from is not None:
+        _check_same_run(cfg, read_meta(resume_from).get("train_args", {}))
         state = load_trainer_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -277,8 +295,8 @@ def train(cfg: TrainConfig) -> dict:
             scores = {"step": step, "epoch": step / steps_per_epoch, **result.summary()}
             history.append(scores)
             metrics_log.write(type="eval", **scores)
-            if result.f1 > best["f1"]:
-                best = {"f1": result.f1, **scores}
+            if result.f1 > best["selection_f1"]:
+                best = {"selection_f1": result.f1, **scores}
                 save_checkpoint(out / "best", model, tokenizer,
                                 {**meta, "scores": scores, "threshold": result.threshold})
                 result.write(out / "best")

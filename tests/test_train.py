@@ -212,3 +212,11 @@ def test_bad_training_data_is_a_clear_cli_error(tmp_path, tiny_model, bad):
                          env=_env(), cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2
     assert "spanqa: error:" in run.stderr and str(path.name) in run.stderr
+
+
+def test_resume_refuses_changed_settings(squad_dir, tiny_model, tmp_path):
+    cfg = _config(squad_dir, tiny_model, tmp_path / "run", dev=None, max_steps=2)
+    train(cfg)
+    cfg.resume, cfg.lr = True, 5e-4
+    with pytest.raises(ValueError, match="lr: 0.001 -> 0.0005"):
+        train(cfg)
