@@ -53,6 +53,19 @@ class Filters:
         return bool(self.path_prefix or self.title or self.tags)
 
 
+def rrf_fuse(lists: dict[str, list[tuple[int, float]]], weights: dict[str, float], k: int
+             ) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion: sum of weight / (k + rank) over the lists.
+
+    Ranks, not scores, are fused because BM25 and cosine scores live on unrelated scales.
+    """
+    fused: dict[int, float] = {}
+    for name, hits in lists.items():
+        for rank, (row, _) in enumerate(hits, 1):
+            fused[row] = fused.get(row, 0.0) + weights[name] / (k + rank)
+    return sorted(fused.items(), key=lambda x: (-x[1], x[0]))
+
+
 class Retriever:
     def __init__(self, index: str | Path, *, embedder: Embedder | None = None,
                  rrf_k: int = 60, bm25_weight: float = 1.0, dense_weight: float = 1.0,
@@ -89,25 +102,27 @@ class Retriever:
         depth = max(self.candidates, top_k)
         lists: dict[str, list[tuple[int, float]]] = {}
         if mode in ("bm25", "hybrid"):
-            lists["bm25"] = self.bm25.top_k(tokenize(question), depth, allowed=allowed)
+            lists["bm25"] = self.bm25_top_k(question, depth, allowed)
         if mode in ("dense", "hybrid"):
-            lists["dense"] = self._dense(question, depth, allowed)
+            lists["dense"] = self.dense_top_k(question, depth, allowed)
         ranks = {name: {row: r for r, (row, _) in enumerate(hits, 1)}
                  for name, hits in lists.items()}
         if mode == "hybrid":
             weights = {"bm25": self.bm25_weight, "dense": self.dense_weight}
-            fused: dict[int, float] = {}
-            for name, hits in lists.items():
-                for rank, (row, _) in enumerate(hits, 1):
-                    fused[row] = fused.get(row, 0.0) + weights[name] / (self.rrf_k + rank)
-            best = sorted(fused.items(), key=lambda x: (-x[1], x[0]))[:top_k]
+            best = rrf_fuse(lists, weights, self.rrf_k)[:top_k]
         else:
             best = lists[mode][:top_k]
         rows = store.passages_by_rows(self.db, [row for row, _ in best])
         return [self._hit(rows[row], score, ranks) for row, score in best]
 
-    def _dense(self, question: str, depth: int, allowed: np.ndarray | None
-               ) -> list[tuple[int, float]]:
+    def bm25_top_k(self, question: str, depth: int, allowed: np.ndarray | None = None
+                   ) -> list[tuple[int, float]]:
+        """(passage row, score) pairs, best first."""
+        return self.bm25.top_k(tokenize(question), depth, allowed=allowed)
+
+    def dense_top_k(self, question: str, depth: int, allowed: np.ndarray | None = None
+                    ) -> list[tuple[int, float]]:
+        """(passage row, cosine) pairs, best first."""
         query = self.embedder.encode([searchable_text("", question)])
         if allowed is None:
             scores, ids = self.faiss.search(query, min(depth, self.passages))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -218,5 +219,5 @@ def test_resume_refuses_changed_settings(squad_dir, tiny_model, tmp_path):
     cfg = _config(squad_dir, tiny_model, tmp_path / "run", dev=None, max_steps=2)
     train(cfg)
     cfg.resume, cfg.lr = True, 5e-4
-    with pytest.raises(ValueError, match="lr: 0.001 -> 0.0005"):
+    with pytest.raises(ValueError, match=re.escape("lr: 0.001 -> 0.0005")):
         train(cfg)
