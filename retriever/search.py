@@ -71,9 +71,9 @@ class Retriever:
                  rrf_k: int = 60, bm25_weight: float = 1.0, dense_weight: float = 1.0,
                  candidates: int = 100):
         self.generation = IndexDir(index).current()
-        manifest = read_manifest(self.generation)
-        self.passages = manifest["passages"]
-        self.embedder_name = manifest["config"]["embedder"]
+        self.manifest = read_manifest(self.generation)
+        self.passages = self.manifest["passages"]
+        self.embedder_name = self.manifest["config"]["embedder"]
         self._embedder = embedder
         self.rrf_k, self.candidates = rrf_k, candidates
         self.bm25_weight, self.dense_weight = bm25_weight, dense_weight
@@ -163,8 +163,7 @@ class Retriever:
         )
 
     def stats(self) -> dict:
-        manifest = read_manifest(self.generation)
-        return {"generation": self.generation.name, **manifest,
+        return {"generation": self.generation.name, **self.manifest,
                 "faiss": type(self.faiss).__name__ if self.faiss else None}
 
 
