@@ -76,7 +76,7 @@ def is_cased(name_or_path: str) -> bool | None:
     lowered = name_or_path.lower()
     if "uncased" in lowered:
         return False
-    if "cased" in lowered:
+    if "cased" in lowered or "spanbert" in lowered:  # SpanBERT exists only cased
         return True
     return None
 
@@ -110,7 +110,9 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
         elif name in _TOKENIZER_SOURCE:
             tokenizer = AutoTokenizer.from_pretrained(_TOKENIZER_SOURCE[name], do_lower_case=False)
         else:
-            tokenizer = AutoTokenizer.from_pretrained(name)
+            tokenizer = AutoTokenizer.from_pretrained(
+                name, **({"do_lower_case": False} if cased else {})
+            )
     except ModelLoadError:
         raise
     except (OSError, ValueError) as exc:

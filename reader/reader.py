@@ -15,7 +15,7 @@ from reader.checkpoint import read_meta, resolve_checkpoint
 from reader.features import FeatureConfig, build_features
 from reader.inference import autocast_dtype, pick_device, predict_logits
 from reader.models import load_qa_model, load_tokenizer
-from reader.postprocess import Answer, postprocess
+from reader.postprocess import Answer, Prediction, postprocess
 
 log = logging.getLogger(__name__)
 
@@ -78,35 +78,50 @@ class Reader:
         self, questions: Sequence[str], contexts: Sequence[Sequence[str]], top_k: int = 1
     ) -> list[list[Answer]]:
         """Answers for many questions at once: one forward pass over all their windows."""
+        pooled: list[list[Answer]] = []
+        for predictions in self.predict(questions, contexts):
+            answers = []
+            for ci, prediction in enumerate(predictions):
+                for a in prediction.answers:
+                    if self.null_threshold is not None and (
+                        a.score - prediction.null_score < self.null_threshold
+                    ):
+                        continue
+                    answers.append(replace(a, context_index=ci))
+            pooled.append(_rank(answers, top_k))
+        return pooled
+
+    def predict(
+        self, questions: Sequence[str], contexts: Sequence[Sequence[str]]
+    ) -> list[list[Prediction]]:
+        """Every candidate span with its raw score, and the null score, per question and context.
+
+        The pipeline ranks across passages from these raw scores; nothing is filtered here.
+        """
         if len(questions) != len(contexts):
             raise ValueError("one list of contexts is needed per question")
         pairs = [(qi, ci) for qi, ctxs in enumerate(contexts) for ci in range(len(ctxs))]
+        out: list[list[Prediction]] = [[] for _ in questions]
         if not pairs:
-            return [[] for _ in questions]
+            return out
+        flat = [contexts[qi][ci] for qi, ci in pairs]
         features = build_features(
-            self.tokenizer,
-            [questions[qi] for qi, _ in pairs],
-            [contexts[qi][ci] for qi, ci in pairs],
-            self.config,
+            self.tokenizer, [questions[qi] for qi, _ in pairs], flat, self.config
         )
         starts, ends = predict_logits(
             self.model, features, pad_id=self.tokenizer.pad_token_id,
             batch_size=self.batch_size, device=self.device, dtype=self.dtype,
         )
         predictions = postprocess(
-            features, starts, ends, [contexts[qi][ci] for qi, ci in pairs],
+            features, starts, ends, flat,
             n_best=self.n_best, max_answer_length=self.max_answer_length,
             with_null=self.null_threshold is not None,
         )
-        pooled: list[list[Answer]] = [[] for _ in questions]
         for (qi, ci), prediction in zip(pairs, predictions, strict=True):
             for a in prediction.answers:
-                if self.null_threshold is not None and (
-                    a.score - prediction.null_score < self.null_threshold
-                ):
-                    continue
-                pooled[qi].append(replace(a, context_index=ci))
-        return [_rank(answers, top_k) for answers in pooled]
+                a.context_index = ci
+            out[qi].append(prediction)
+        return out
 
 
 def _rank(answers: list[Answer], top_k: int) -> list[Answer]:

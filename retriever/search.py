@@ -137,7 +137,7 @@ class Retriever:
         where, args = [], []
         if filters.path_prefix:
             where.append("d.path like ? escape '\\'")
-            prefix = str(Path(filters.path_prefix).expanduser().resolve())
+            prefix = str(_expand(filters.path_prefix))
             args.append(prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         if filters.title:
             where.append("d.title = ?")
@@ -171,3 +171,11 @@ def hits_json(hits: list[Hit]) -> str:
     from dataclasses import asdict
 
     return json.dumps([asdict(h) for h in hits], ensure_ascii=False, indent=2)
+
+
+def _expand(path: str) -> Path:
+    """`~/docs` as the shell would expand it; an unknown `~user` stays literal (no error)."""
+    try:
+        return Path(path).expanduser().resolve()
+    except RuntimeError:
+        return Path(path).resolve()

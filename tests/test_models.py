@@ -69,6 +69,27 @@ def test_spanbert_hub_id_uses_bert_cased_tokenizer_without_lower_casing(monkeypa
     assert tokenizer.tokenize("Paris") == ["Paris"], "SpanBERT is never lower-cased"
 
 
+def test_fine_tuned_spanbert_hub_id_is_loaded_cased(monkeypatch, tmp_path):
+    """The default served reader (a SpanBERT fine-tuned by a third party) ships a vocab
+    with no casing flag; it must be asked for cased, and a lower-casing one is refused."""
+    vocab_dir = tmp_path / "hub"
+    vocab_dir.mkdir()
+    (vocab_dir / "vocab.txt").write_text("\n".join(CASED_VOCAB) + "\n", encoding="utf-8")
+    calls = []
+    real = models.AutoTokenizer.from_pretrained
+
+    def fake_hub(name, **kwargs):
+        calls.append((name, kwargs))
+        return real(str(vocab_dir), **kwargs)
+
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", fake_hub)
+    (vocab_dir / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "BertTokenizer"}))
+    tokenizer = load_tokenizer("mrm8488/spanbert-finetuned-squadv2")
+    assert calls[0] == ("mrm8488/spanbert-finetuned-squadv2", {"do_lower_case": False})
+    assert tokenizer.tokenize("Paris") == ["Paris"]
+
+
 def test_directory_without_tokenizer_files_is_refused_clearly(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelLoadError, match="no tokenizer files"):

@@ -1,0 +1,93 @@
+"""`spanqa ask` and `spanqa calibrate`: the pipeline from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: `spanqa --help` stays fast
+    from api.qa import QA, AskResult
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ask", help="answer a question from an index")
+    p.add_argument("question")
+    p.add_argument("--index", default=None, help="index directory (default data/index)")
+    p.add_argument("--reader", default=None,
+                   help="reader run or checkpoint directory, or hub id (default: see README)")
+    p.add_argument("--top-k", type=int, default=3, help="answers to show")
+    p.add_argument("--retrieval-k", type=int, default=20, help="passages to read")
+    p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid")
+    p.add_argument("--path-prefix", help="only documents under this path")
+    p.add_argument("--title", help="only documents with this title")
+    p.add_argument("--tag", action="append", default=[], help="only documents with this tag")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_run_ask)
+
+    c = sub.add_parser("calibrate", help="fit answer confidences and the abstention "
+                       "threshold on SQuAD questions asked over an index")
+    c.add_argument("data", help="SQuAD JSON whose articles are in the index (v2.0 for "
+                   "tuning abstention on unanswerable questions)")
+    c.add_argument("--index", default=None)
+    c.add_argument("--reader", default=None)
+    c.add_argument("--limit", type=int, default=0, help="sample this many questions")
+    c.add_argument("--retrieval-k", type=int, default=20)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--dry-run", action="store_true", help="report, do not save")
+    c.set_defaults(func=_run_calibrate)
+
+
+def open_qa(index: str | None, reader: str | None, **kwargs) -> QA:
+    from api.qa import QA
+    from api.readers import default_index, resolve_reader
+
+    return QA(index or default_index(), resolve_reader(reader), **kwargs)
+
+
+def _run_ask(args: argparse.Namespace) -> int:
+    from retriever.search import Filters
+
+    qa = open_qa(args.index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode)
+    filters = Filters(path_prefix=args.path_prefix, title=args.title, tags=tuple(args.tag))
+    result = qa.ask(args.question, top_k=args.top_k, filters=filters or None)
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json
+          else format_result(result))
+    return 0
+
+
+def format_result(result: AskResult) -> str:
+    """Answers with their sources for a terminal; passages when SpanQA abstains."""
+    lines = [f"Q: {result.question}"]
+    for i, a in enumerate(result.answers, 1):
+        where = a.title + (f", page {a.page}" if a.page else "")
+        lines += [f"{i}. {a.text}   (confidence {a.confidence:.0%})",
+                  f"   source: {where} - {a.path} [chars {a.document_start}-{a.document_end}]",
+                  f"   {a.context.marked}"]
+    if result.handoff:
+        lines.append("No answer found with enough confidence (handoff: pass it to a person). "
+                     "Best passages:")
+        for h in result.passages[:3]:
+            snippet = h.text[:200].replace("\n", " ")
+            lines.append(f"  - {h.title} ({h.path}): {snippet}...")
+    lines.append(f"({result.timing_ms.get('total', 0):.0f} ms)")
+    return "\n".join(lines)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from api.calibrate import calibrate
+    from api.qa import QA
+    from api.readers import default_index, resolve_reader
+    from reader.squad import load_squad
+
+    reader = resolve_reader(args.reader)
+    qa = QA(args.index or default_index(), reader, retrieval_k=args.retrieval_k)
+    examples, _ = load_squad(args.data)
+    target = None if args.dry_run else reader
+    if target is not None and not Path(target).is_dir():
+        raise ValueError(f"cannot save a calibration beside {target}: not a local directory")
+    _, report = calibrate(qa, examples, target, limit=args.limit, seed=args.seed,
+                          source=f"{args.data} ({args.limit or len(examples)} questions)")
+    print(json.dumps(report, indent=2))
+    return 0

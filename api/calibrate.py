@@ -1,0 +1,169 @@
+"""Fit a reader's confidence calibration on dev questions asked over an index.
+
+The questions are asked open-domain (without their paragraph), exactly as users ask them,
+so the confidence reflects retrieval misses as well as reading errors. Unanswerable
+questions (SQuAD 2.0) count every answer as wrong; they are what the abstention
+threshold is tuned on.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from api.calibration import (
+    Calibration,
+    choose_threshold,
+    expected_calibration_error,
+    fit_platt,
+    sigmoid,
+)
+from api.qa import QA, AskRequest
+from reader.metrics import exact_match
+from reader.squad import SquadExample
+
+RETRIEVER_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class Observed:
+    """A question's candidate spans: (reader score, margin, passage rank, text)."""
+
+    candidates: list[tuple[float, float, int, str]]
+    golds: list[str]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.golds)
+
+    def top(self, retriever_weight: float) -> tuple[float, float, str] | None:
+        """(fused score, margin, text) of the span QA would rank first with this weight."""
+        if not self.candidates:
+            return None
+        fuse = Calibration(retriever_weight=retriever_weight).fused_score
+        score, margin, rank, text = max(self.candidates, key=lambda c: fuse(c[0], c[2]))
+        return fuse(score, rank), margin, text
+
+    def correct(self, text: str) -> bool:
+        return any(exact_match(text, g) for g in self.golds)
+
+
+def observe(qa: QA, examples: list[SquadExample], batch_size: int = 8,
+            progress: bool = True) -> list[Observed]:
+    out = []
+    bar = tqdm(total=len(examples), desc="asking", unit="q", disable=not progress)
+    for i in range(0, len(examples), batch_size):
+        batch = examples[i: i + batch_size]
+        _, predictions, _ = qa.retrieve_and_read([AskRequest(e.question) for e in batch])
+        for example, preds in zip(batch, predictions, strict=True):
+            # Every passage's spans: which one ranks first depends on the retriever weight.
+            found = [(a.score, a.score - prediction.null_score, rank, a.text)
+                     for rank, prediction in enumerate(preds, 1) for a in prediction.answers]
+            out.append(Observed(found, [a.text for a in example.answers]))
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
+def _features(observed: list[Observed], w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per question: (score, margin) of the top span, whether it is right, answerable."""
+    x, y = [], []
+    for o in observed:
+        top = o.top(w)
+        x.append(top[:2] if top else (-50.0, -50.0))
+        y.append(bool(top) and o.correct(top[2]))
+    return np.array(x, float), np.array(y, bool), np.array([o.answerable for o in observed])
+
+
+def _apply(weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return sigmoid(x @ weights[:2] + weights[2])
+
+
+def _top1_by_weight(observed: list[Observed]) -> dict[float, float]:
+    """Top-1 exact match on the answerable questions for each retriever weight."""
+    answerable = [o for o in observed if o.answerable] or observed
+    return {w: float(np.mean([bool(t) and o.correct(t[2])
+                              for o in answerable for t in [o.top(w)]]))
+            for w in RETRIEVER_WEIGHTS}
+
+
+def _best_weight(by_weight: dict[float, float]) -> float:
+    return max(by_weight, key=lambda k: (by_weight[k], -k))
+
+
+def _held_out_ece(observed: list[Observed], seed: int) -> float | None:
+    """Mean ECE over two halves, each measured with weight and Platt fit on the other."""
+    order = list(range(len(observed)))
+    random.Random(seed).shuffle(order)
+    halves = [order[: len(order) // 2], order[len(order) // 2:]]
+    errors = []
+    for fit_on, test_on in (halves, halves[::-1]):
+        if not fit_on or not test_on:
+            continue
+        train = [observed[i] for i in fit_on]
+        w = _best_weight(_top1_by_weight(train))
+        x, y, _ = _features(train, w)
+        tx, ty, _ = _features([observed[i] for i in test_on], w)
+        errors.append(expected_calibration_error(_apply(fit_platt(x, y), tx), ty))
+    return round(float(np.mean(errors)), 4) if errors else None
+
+
+def fit(observed: list[Observed], *, source: str = "", seed: int = 0) -> tuple[Calibration, dict]:
+    """The retriever weight by exact match, then Platt scaling and the threshold.
+
+    ECE is reported on held-out halves (weight and fit chosen on one, measured on the
+    other) as well as on all the data, because a calibration measured where it was fitted
+    flatters itself.
+    """
+    by_weight = _top1_by_weight(observed)
+    w = _best_weight(by_weight)
+    x, y, has = _features(observed, w)
+    default = Calibration()
+    before = np.array([default.confidence(s, m) for s, m in x])
+    weights = fit_platt(x, y)
+    confidence = _apply(weights, x)
+    threshold = choose_threshold(confidence, y, has)
+    note = ""
+    if threshold is None:
+        threshold = default.threshold
+        note = ("no unanswerable questions: the abstention threshold keeps its default "
+                f"{threshold}; calibrate on SQuAD 2.0 data to tune it")
+    answered = confidence >= threshold
+    calibration = Calibration(
+        score_weight=float(weights[0]), margin_weight=float(weights[1]), bias=float(weights[2]),
+        retriever_weight=w, threshold=round(threshold, 4), fitted=True,
+        ece=round(expected_calibration_error(confidence, y), 4),
+        ece_before=round(expected_calibration_error(before, y), 4), fitted_on=source)
+    report = {
+        "questions": len(observed), "answerable": int(has.sum()),
+        "top1_exact_match_by_retriever_weight": by_weight, "retriever_weight": w,
+        "top1_accuracy": float(y.mean()) if len(y) else 0.0,
+        "ece_uncalibrated": calibration.ece_before, "ece_fitted": calibration.ece,
+        "ece_held_out": _held_out_ece(observed, seed),
+        "threshold": calibration.threshold,
+        "answered_right": int((answered & y).sum()),
+        "answered_wrong": int((answered & ~y).sum()),
+        "abstained_unanswerable": int((~answered & ~has).sum()),
+        "abstained_answerable": int((~answered & has).sum()),
+    }
+    if note:
+        report["threshold_note"] = note
+    return calibration, report
+
+
+def calibrate(qa: QA, examples: list[SquadExample], reader_dir: str | Path | None = None, *,
+              limit: int = 0, seed: int = 0, source: str = "", progress: bool = True
+              ) -> tuple[Calibration, dict]:
+    """Ask, fit, and (with `reader_dir`) save calibration.json beside the reader."""
+    if limit and len(examples) > limit:
+        examples = random.Random(seed).sample(examples, limit)
+    observed = observe(qa, examples, progress=progress)
+    calibration, report = fit(observed, source=source, seed=seed)
+    if reader_dir is not None:
+        report["saved"] = str(calibration.save(reader_dir))
+    qa.calibration = replace(calibration)
+    return calibration, report

@@ -1,0 +1,206 @@
+"""Question answering over an index: retrieve passages, read them, rank spans across them.
+
+    qa = QA("data/index", "data/readers/demo")
+    result = qa.ask("Who founded the company?")
+
+Spans are ranked by raw start+end logits, which stay comparable across passages (no
+softmax per passage), optionally nudged by the passage's retrieval rank; a calibration
+fitted on dev data turns the score into a confidence, and below its threshold SpanQA
+abstains and hands the question to a person.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from api.calibration import Calibration
+from reader.metrics import normalize_answer
+from reader.postprocess import Prediction
+from reader.reader import Reader
+from retriever.search import Filters, Hit, Retriever
+
+CONTEXT_CHARS = 150  # characters shown on each side of an answer
+
+
+@dataclass
+class Context:
+    """A window of the passage around the answer; `marked` shows it between ** marks."""
+
+    text: str
+    answer_start: int  # offsets of the answer within `text`
+    answer_end: int
+    marked: str
+
+
+@dataclass
+class SpanAnswer:
+    """One ranked answer with everything needed to show and cite its source."""
+
+    text: str
+    confidence: float
+    score: float  # the ranking score: start+end logit (+ retrieval term when fused)
+    passage_id: str
+    document_id: str
+    title: str
+    path: str
+    page: int | None
+    start: int  # character offsets in the passage text
+    end: int
+    document_start: int  # character offsets in the source document's text
+    document_end: int
+    context: Context
+    passage_rank: int  # 1-based rank of its passage in the retrieved list
+    occurrences: int = 1  # passages that proposed the same (normalised) answer
+
+
+@dataclass
+class AskResult:
+    question: str
+    answers: list[SpanAnswer]
+    handoff: bool  # True: no answer was confident enough; pass the question to a person
+    passages: list[Hit]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    calibrated: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AskRequest:
+    question: str
+    top_k: int = 3
+    retrieval_k: int | None = None
+    filters: Filters | None = None
+    mode: str | None = None
+
+
+class QA:
+    """The pipeline behind `spanqa ask`, the HTTP API and the web page.
+
+    `reload()` swaps in the index's newest generation; a question already being answered
+    keeps the retriever it started with, so it never sees a mix of two generations.
+    """
+
+    def __init__(self, index: str | Path | Retriever, reader: str | Path | Reader, *,
+                 calibration: Calibration | None = None, retrieval_k: int = 20,
+                 mode: str = "hybrid", max_passages_shown: int = 5):
+        self.index = index.generation.parent if isinstance(index, Retriever) else Path(index)
+        self.retriever = index if isinstance(index, Retriever) else Retriever(index)
+        if isinstance(reader, Reader):
+            self.reader = reader
+            self.calibration = calibration or Calibration()
+        else:
+            self.reader = Reader.from_pretrained(reader)
+            self.calibration = calibration or Calibration.load(reader)
+        self.retrieval_k, self.mode = retrieval_k, mode
+        self.max_passages_shown = max_passages_shown
+        self._reload_lock = threading.Lock()
+
+    def reload(self) -> bool:
+        """Open the index's current generation if it changed; True when it did."""
+        with self._reload_lock:
+            current = self.retriever
+            fresh = Retriever(self.index, embedder=current._embedder, rrf_k=current.rrf_k,
+                              bm25_weight=current.bm25_weight,
+                              dense_weight=current.dense_weight, candidates=current.candidates)
+            if fresh.generation == current.generation:
+                return False
+            self.retriever = fresh
+            return True
+
+    def ask(self, question: str, top_k: int = 3, *, retrieval_k: int | None = None,
+            filters: Filters | None = None, mode: str | None = None) -> AskResult:
+        return self.ask_many([AskRequest(question, top_k, retrieval_k, filters, mode)])[0]
+
+    def ask_many(self, requests: Sequence[AskRequest]) -> list[AskResult]:
+        """Several questions with one reader pass over all their passages (micro-batching)."""
+        began = time.perf_counter()
+        hits, predictions, timing = self.retrieve_and_read(requests)
+        results = []
+        for r, hs, preds in zip(requests, hits, predictions, strict=True):
+            answers = self._rank(hs, preds)
+            # The rule the threshold was tuned with: the best-scored answer decides whether
+            # to answer at all; then every answer that clears the threshold is shown.
+            threshold = self.calibration.threshold
+            if not answers or answers[0].confidence < threshold:
+                answers = []
+            confident = [a for a in answers if a.confidence >= threshold]
+            results.append(AskResult(
+                question=r.question, answers=confident[: r.top_k], handoff=not confident,
+                passages=hs[: self.max_passages_shown], calibrated=self.calibration.fitted,
+                timing_ms={**timing, "total": round((time.perf_counter() - began) * 1000, 2),
+                           "batch_size": len(requests)}))
+        return results
+
+    def retrieve_and_read(self, requests: Sequence[AskRequest]
+                          ) -> tuple[list[list[Hit]], list[list[Prediction]], dict[str, float]]:
+        """Retrieved passages and the reader's raw predictions for them, per request."""
+        began = time.perf_counter()
+        retriever = self.retriever  # pinned: one generation for the whole batch
+        hits = []
+        for r in requests:
+            if not r.question.strip():
+                raise ValueError("the question is empty")
+            if r.top_k < 1:
+                raise ValueError("top_k must be at least 1")
+            hits.append(retriever.search(r.question, r.retrieval_k or self.retrieval_k,
+                                         mode=r.mode or self.mode, filters=r.filters))
+        retrieved = time.perf_counter()
+        predictions = self.reader.predict([r.question for r in requests],
+                                          [[h.text for h in hs] for hs in hits])
+        timing = {"retrieve": round((retrieved - began) * 1000, 2),
+                  "read": round((time.perf_counter() - retrieved) * 1000, 2)}
+        return hits, predictions, timing
+
+    def candidates(self, hits: Sequence[Hit], predictions: Sequence[Prediction]
+                   ) -> list[tuple[float, float, Hit, int, object]]:
+        """(score, margin, hit, passage rank, reader answer) for every span, unmerged."""
+        out = []
+        for rank, (hit, prediction) in enumerate(zip(hits, predictions, strict=True), 1):
+            for a in prediction.answers:
+                score = self.calibration.fused_score(a.score, rank)
+                out.append((score, a.score - prediction.null_score, hit, rank, a))
+        return out
+
+    def _rank(self, hits: Sequence[Hit], predictions: Sequence[Prediction]) -> list[SpanAnswer]:
+        """Best first, one per normalised answer text (overlapping passages repeat spans)."""
+        merged: dict[str, SpanAnswer] = {}
+        seen_in: dict[str, set[str]] = {}
+        candidates = sorted(self.candidates(hits, predictions), key=lambda c: -c[0])
+        for score, margin, hit, rank, a in candidates:
+            key = normalize_answer(a.text) or a.text
+            if key in merged:
+                if hit.passage_id not in seen_in[key]:
+                    seen_in[key].add(hit.passage_id)
+                    merged[key].occurrences += 1
+                continue
+            seen_in[key] = {hit.passage_id}
+            merged[key] = SpanAnswer(
+                text=a.text, confidence=round(self.calibration.confidence(score, margin), 4),
+                score=round(score, 4), passage_id=hit.passage_id, document_id=hit.document_id,
+                title=hit.title, path=hit.path, page=hit.page, start=a.start, end=a.end,
+                document_start=hit.start + a.start, document_end=hit.start + a.end,
+                context=context_window(hit.text, a.start, a.end), passage_rank=rank)
+        return list(merged.values())
+
+
+def context_window(text: str, start: int, end: int, chars: int = CONTEXT_CHARS) -> Context:
+    """Up to `chars` characters each side of the answer, cut at spaces, with … at cuts."""
+    left = max(0, start - chars)
+    if left > 0 and " " in text[left:start]:
+        left = text.index(" ", left, start) + 1
+    right = min(len(text), end + chars)
+    if right < len(text) and " " in text[end:right]:
+        right = text.rindex(" ", end, right)
+    prefix = "…" if left > 0 else ""
+    suffix = "…" if right < len(text) else ""
+    window = prefix + text[left:right] + suffix
+    a_start = len(prefix) + start - left
+    a_end = a_start + end - start
+    marked = window[:a_start] + "**" + window[a_start:a_end] + "**" + window[a_end:]
+    return Context(text=window, answer_start=a_start, answer_end=a_end, marked=marked)

@@ -1,0 +1,198 @@
+"""`spanqa serve` (the HTTP API and web page) and `spanqa keys create|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("spanqa.serve")
+
+
+def _positive(kind: type, minimum: float) -> object:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    return parse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the HTTP API and the web page")
+    p.add_argument("--index", default=None, help="index directory (default data/index)")
+    p.add_argument("--reader", default=None,
+                   help="reader run or checkpoint directory, or hub id (default: the hub's "
+                        "SpanBERT SQuAD 2.0 reader, else the one `spanqa demo` caches)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_positive(int, 0), default=8000)
+    p.add_argument("--keys", default=None, help="API keys file (default <index>/../api_keys.json)")
+    p.add_argument("--protect-all", action="store_true",
+                   help="require an API key on every /v1 endpoint (health excepted), not only "
+                        "on uploads, removals and the feedback export")
+    p.add_argument("--max-batch", type=_positive(int, 1), default=8,
+                   help="questions read in one reader pass")
+    p.add_argument("--batch-wait-ms", type=_positive(float, 0), default=5.0,
+                   help="how long the first question of a batch waits for company")
+    p.add_argument("--retrieval-k", type=_positive(int, 1), default=20,
+                   help="passages read per question (a request may ask for 1-100)")
+    p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid",
+                   help="default retrieval mode")
+    p.add_argument("--uploads", default=None, help="where uploads are kept "
+                   "(default <index>/../uploads)")
+    p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")
+    p.add_argument("--max-upload-mb", type=_positive(float, 0.001), default=50.0)
+    p.add_argument("--max-json-kb", type=_positive(float, 1), default=1024.0)
+    p.set_defaults(func=run_serve)
+
+    keys = sub.add_parser("keys", help="API keys for the HTTP API's write endpoints")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    create = ksub.add_parser("create", help="create a key; it is printed once, stored hashed")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    listing = ksub.add_parser("list", help="the keys' names, ids and creation times")
+    listing.add_argument("--json", action="store_true")
+    revoke = ksub.add_parser("revoke", help="remove a key by name or id")
+    revoke.add_argument("key", help="the key's name or id")
+    for parser in (create, listing, revoke):
+        parser.add_argument("--keys", default=None,
+                            help="API keys file (default <index>/../api_keys.json)")
+        parser.add_argument("--index", default=None, help="index directory (default data/index)")
+    create.set_defaults(func=_run_keys_create)
+    listing.set_defaults(func=_run_keys_list)
+    revoke.set_defaults(func=_run_keys_revoke)
+
+
+def default_keys_file(index: str | Path | None) -> Path:
+    from api.readers import default_index
+
+    return Path(index or default_index()).resolve().parent / "api_keys.json"
+
+
+# ------------------------------------------------------------------------- keys
+
+
+def _store(args: argparse.Namespace):
+    from api.auth import KeyStore
+
+    return KeyStore(args.keys or default_keys_file(args.index))
+
+
+def _run_keys_create(args: argparse.Namespace) -> int:
+    store = _store(args)
+    key, record = store.create(args.name)
+    print(key)
+    print(f"created API key {record['name']!r} (id {record['id']}) in {store.path}; it is "
+          "shown only this once. Send it in the X-API-Key header.", file=sys.stderr)
+    return 0
+
+
+def _run_keys_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    records = store.records()
+    if args.json:
+        print(json.dumps(records, indent=2))
+    elif not records:
+        print(f"no API keys in {store.path} (spanqa keys create --name NAME)")
+    else:
+        for r in records:
+            print(f"{r.get('id', ''):<10} {r.get('name', ''):<24} {r.get('created', '')}")
+    return 0
+
+
+def _run_keys_revoke(args: argparse.Namespace) -> int:
+    store = _store(args)
+    gone = store.revoke(args.key)
+    if not gone:
+        print(f"spanqa: error: no key named or with id {args.key!r} in {store.path}",
+              file=sys.stderr)
+        return 1
+    for r in gone:
+        print(f"revoked {r.get('name')!r} (id {r.get('id')})")
+    return 0
+
+
+# ------------------------------------------------------------------------- serve
+
+
+def load_qa(index: Path, reader: str | None, **kwargs):
+    """(QA, reader name). Without --reader: the hub's SpanBERT SQuAD 2.0 reader when it can
+    be had, else the reader `spanqa demo` cached, else NoReaderError (exit 2)."""
+    from api.qa import QA
+    from api.readers import HUB_READER, cached_demo_reader, hub_reachable, no_reader_error
+    from reader.models import ModelLoadError
+
+    if reader:
+        return QA(index, reader, **kwargs), str(reader)
+    why = "the hub is not reachable"
+    if hub_reachable(HUB_READER):
+        try:
+            return QA(index, HUB_READER, **kwargs), HUB_READER
+        except (ModelLoadError, OSError, ValueError) as exc:
+            why = str(exc).splitlines()[0]
+            log.warning("could not load %s (%s); trying the demo's reader", HUB_READER, why)
+    demo = cached_demo_reader()
+    if demo is not None:
+        log.info("using the demo's reader in %s (%s: %s)", demo, HUB_READER, why)
+        return QA(index, str(demo), **kwargs), str(demo)
+    raise no_reader_error(why)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from api.logs import configure_json_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_json_logging(root.level or logging.INFO)
+    qa = settings = None
+    try:
+        qa, settings = _prepare(args)
+    finally:
+        if qa is None:  # not starting: the caller gets its own logging back
+            root.handlers[:] = saved[0]
+            root.setLevel(saved[1])
+    if qa is None:
+        return 2
+
+    import uvicorn
+
+    from api.server import create_app
+
+    app = create_app(qa, settings)
+    log.info("SpanQA on http://%s:%d (API docs at /docs)", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                server_header=False, timeout_graceful_shutdown=10)
+    return 0
+
+
+def _prepare(args: argparse.Namespace):
+    """(QA, Settings), or (None, None) after printing why the server cannot start."""
+    from api.auth import KeyFileError, KeyStore
+    from api.readers import default_index
+    from api.server import Settings
+    from indexer.layout import IndexDir, IndexNotFoundError
+
+    index = Path(args.index or default_index())
+    if not IndexDir(index).exists():
+        raise IndexNotFoundError(
+            f"no index in {index}: build one first with `spanqa index build PATH --index "
+            f"{index}` (or pass --index DIR)")
+    keys_file = Path(args.keys) if args.keys else default_keys_file(index)
+    try:
+        KeyStore(keys_file).check()
+    except KeyFileError as exc:
+        print(f"spanqa: error: {exc}", file=sys.stderr)
+        return None, None
+    qa, reader_name = load_qa(index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode)
+    settings = Settings(
+        index=index, keys_file=keys_file, protect_all=args.protect_all,
+        uploads_dir=Path(args.uploads) if args.uploads else None,
+        feedback_db=Path(args.feedback_db) if args.feedback_db else None,
+        max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_json_bytes=int(args.max_json_kb * 1024), reader_name=reader_name)
+    return qa, settings

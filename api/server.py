@@ -1,0 +1,712 @@
+"""The HTTP API behind `spanqa serve` (FastAPI): ask, search, upload, feedback, metrics.
+
+    app = create_app(QA("data/index", "data/readers/demo"), Settings())
+    uvicorn.run(app)
+
+Questions go through a micro-batcher (api/batching.py) that answers concurrent questions
+with one reader pass on one model thread; uploads and removals are queued as background
+index jobs (api/jobs.py) whose new generation is swapped in when they finish, while the
+questions already in flight finish on the generation they started with.
+
+Bad input is always a 4xx with a message naming what was wrong, never a 500: schema errors
+are 422s naming the field, oversized bodies 413 (Content-Length and counted bytes), files
+of unknown types 415. A failure inside the pipeline is logged with the request id and
+answered with a 500 carrying the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import re
+import secrets
+import shutil
+import sqlite3
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.auth import HEADER, KeyStore, how_to_create
+from api.batching import MicroBatcher, Overloaded
+from api.feedback import FeedbackStore
+from api.jobs import JobQueue, SharedEmbedder
+from api.logs import REQUEST_ID, request_id_from
+from api.qa import QA, AskRequest
+from indexer import store
+from indexer.readers import SUPPORTED
+from retriever.search import Filters
+
+log = logging.getLogger("spanqa.api")
+access_log = logging.getLogger("spanqa.access")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MiB = 1024 * 1024
+DRAIN_LIMIT = 64 * MiB  # an oversized body is read and dropped up to this much, so that the
+# client, still sending, gets its 413 instead of a connection reset
+UPLOAD_ROUTE = "/v1/documents"
+
+
+@dataclass
+class Settings:
+    """Server settings; paths left None default to siblings of the index directory."""
+
+    index: Path | None = None
+    uploads_dir: Path | None = None  # <index>/../uploads
+    keys_file: Path | None = None  # <index>/../api_keys.json
+    feedback_db: Path | None = None  # <index>/../feedback.db
+    protect_all: bool = False  # every /v1 endpoint but health needs a key
+    max_batch: int = 8
+    batch_wait_ms: float = 5.0
+    max_pending: int = 1024  # questions waiting for the model before 503s
+    max_json_bytes: int = 1 * MiB
+    max_upload_bytes: int = 50 * MiB
+    reader_name: str | None = None
+    static_dir: Path = STATIC_DIR
+    lock_retry_max_s: float = 5.0
+    lock_timeout_s: float = 3600.0
+    watch_index_s: float = 2.0  # how often an idle server looks for other writers' updates
+
+    def resolve(self, qa: QA) -> Settings:
+        index = Path(self.index or qa.index)
+        home = index.resolve().parent
+        out = Settings(**{**self.__dict__})
+        out.index = index
+        out.uploads_dir = Path(self.uploads_dir or home / "uploads")
+        out.keys_file = Path(self.keys_file or home / "api_keys.json")
+        out.feedback_db = Path(self.feedback_db or home / "feedback.db")
+        out.reader_name = self.reader_name or reader_name(qa)
+        return out
+
+
+def reader_name(qa: QA) -> str:
+    config = getattr(getattr(qa.reader, "model", None), "config", None)
+    return str(getattr(config, "_name_or_path", "") or type(qa.reader).__name__)
+
+
+# ------------------------------------------------------------------------- request models
+
+Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+Mode = Literal["bm25", "dense", "hybrid"]
+
+
+class FiltersIn(BaseModel):
+    """Document metadata filters; all given ones must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    path_prefix: str | None = Field(None, max_length=4096,
+                                    description="only documents whose path starts with this")
+    title: str | None = Field(None, max_length=1000, description="only documents with this title")
+    tags: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default_factory=list, max_length=50, description="only documents with all these tags")
+
+    @field_validator("path_prefix", "title")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    def to_filters(self) -> Filters | None:
+        filters = Filters(path_prefix=self.path_prefix or None, title=self.title or None,
+                          tags=tuple(t for t in self.tags if t))
+        return filters or None
+
+
+class AskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: Question = Field(description="1 to 1000 characters (after stripping spaces)")
+    top_k: int = Field(3, ge=1, le=20, strict=True, description="answers to return")
+    retrieval_k: int | None = Field(None, ge=1, le=100, strict=True,
+                                    description="passages to read (default: the server's)")
+    mode: Mode | None = Field(None, description="retrieval mode (default: the server's)")
+    filters: FiltersIn | None = None
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: Question
+    top_k: int = Field(10, ge=1, le=100, strict=True)
+    mode: Mode | None = None
+    filters: FiltersIn | None = None
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: Question
+    answer: str = Field(min_length=1, max_length=2000, description="the answer shown")
+    passage_id: str = Field(min_length=1, max_length=200)
+    start: int = Field(ge=0, strict=True, description="answer offsets in the passage text")
+    end: int = Field(ge=1, strict=True)
+    correct: bool = Field(strict=True)
+    comment: str | None = Field(None, max_length=5000)
+
+    @model_validator(mode="after")
+    def _span(self) -> FeedbackIn:
+        if self.end <= self.start:
+            raise ValueError("end must be greater than start")
+        return self
+
+
+# ------------------------------------------------------------------------- metrics
+
+
+class Metrics:
+    """Prometheus metrics in a registry of their own, so several apps can live in one
+    process (tests) without clashing in the global registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("spanqa_http_requests_total", "HTTP requests",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("spanqa_http_request_duration_seconds",
+                                 "HTTP request latency", ["route"], registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.batch_size = Histogram("spanqa_reader_batch_size", "Questions per reader pass",
+                                    registry=self.registry,
+                                    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
+        self.jobs_finished = Counter("spanqa_jobs_finished_total", "Index jobs finished",
+                                     ["kind", "status"], registry=self.registry)
+
+    def add_live(self, qa: QA, jobs: JobQueue, batcher: MicroBatcher) -> None:
+        self.registry.register(_LiveCollector(qa, jobs, batcher))
+
+
+class _LiveCollector:
+    """Values read at scrape time: job counts, the live index, the batcher's queue."""
+
+    def __init__(self, qa: QA, jobs: JobQueue, batcher: MicroBatcher):
+        self.qa, self.jobs, self.batcher = qa, jobs, batcher
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily("spanqa_jobs", "Index jobs by status", labels=["status"])
+        for status, count in self.jobs.counts().items():
+            jobs.add_metric([status], count)
+        yield jobs
+        retriever = self.qa.retriever
+        yield GaugeMetricFamily("spanqa_index_documents", "Documents in the live index",
+                                value=retriever.manifest.get("documents", 0))
+        yield GaugeMetricFamily("spanqa_index_passages", "Passages in the live index",
+                                value=retriever.passages)
+        yield GaugeMetricFamily("spanqa_batcher_pending", "Questions waiting for the model",
+                                value=self.batcher.stats()["pending"])
+
+
+# ------------------------------------------------------------------------- middleware
+
+
+class PayloadTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body too large: the limit is {limit} bytes "
+                              f"({limit / MiB:.1f} MiB)")
+
+
+class RequestGate:
+    """Pure ASGI middleware around every request: request id, body size limit, access log,
+    metrics, and the last line of defence that turns an unexpected exception into a JSON
+    500 carrying the request id (logged with its traceback)."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics):
+        self.app, self.settings, self.metrics = app, settings, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        rid = request_id_from(headers.get("x-request-id"))
+        token = REQUEST_ID.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        began = time.perf_counter()
+        method, path = scope["method"], scope["path"]
+        limit = (self.settings.max_upload_bytes if method == "POST" and path == UPLOAD_ROUTE
+                 else self.settings.max_json_bytes)
+        sent = {"status": 500, "started": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                sent["status"], sent["started"] = message["status"], True
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+            await send(message)
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if message.get("more_body", False):
+                        await _drain(receive, DRAIN_LIMIT)
+                    raise PayloadTooLarge(limit)
+            return message
+
+        try:
+            declared = _content_length(headers)
+            if declared is not None and declared > limit:
+                await _drain(receive, DRAIN_LIMIT)
+                await _send_json(send_with_id, 413, {"detail": PayloadTooLarge(limit).detail,
+                                                     "request_id": rid})
+            else:
+                await self.app(scope, counting_receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error in %s %s", method, path,
+                          extra={"request_id": rid, "method": method, "path": path})
+            if not sent["started"]:
+                await _send_json(send_with_id, 500, {
+                    "detail": "internal server error; the server log has the details under "
+                              "this request id", "request_id": rid})
+            sent["status"] = 500
+        finally:
+            seconds = time.perf_counter() - began
+            route = _route_label(scope)
+            status = sent["status"]
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.latency.labels(route).observe(seconds)
+            access_log.log(logging.WARNING if status >= 500 else logging.INFO, "request",
+                           extra={"request_id": rid, "method": method, "path": path,
+                                  "status": status, "duration_ms": round(seconds * 1000, 2),
+                                  "route": route})
+            REQUEST_ID.reset(token)
+
+
+def _content_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    seen = 0
+    while seen <= budget:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+async def _send_json(send: Send, status: int, content: dict) -> None:
+    response = JSONResponse(content, status_code=status)
+    await send({"type": "http.response.start", "status": status,
+                "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _route_label(scope: Scope) -> str:
+    """The route template ("/v1/jobs/{job_id}"), never the raw path: bounded label values."""
+    route = scope.get("route")
+    if route is not None and getattr(route, "path", None):
+        return route.path
+    if scope["path"].startswith("/static/"):
+        return "/static"
+    return "unmatched"
+
+
+class _StaticFiles(StaticFiles):
+    """A missing static folder is a 404, not a 500 (the page ships separately)."""
+
+    async def check_config(self) -> None:
+        if self.directory is None or not Path(self.directory).is_dir():
+            raise StarletteHTTPException(404, "no static files on this server")
+        await super().check_config()
+
+
+PLACEHOLDER = """<!doctype html><html lang="en"><meta charset="utf-8"><title>SpanQA</title>
+<body><h1>SpanQA</h1><p>The web page is not installed on this server. The API is here:
+<a href="/docs">/docs</a>.</p></body></html>"""
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def request_id() -> str:
+    return REQUEST_ID.get() or ""
+
+
+def clean_errors(errors: Any) -> list[dict]:
+    """Validation errors without the offending input (it may be 100k characters, or bytes
+    that are not UTF-8) and with JSON-safe context values."""
+    out = []
+    for error in errors:
+        item = {k: v for k, v in dict(error).items() if k not in ("input", "url")}
+        if isinstance(item.get("ctx"), dict):
+            item["ctx"] = {k: v if isinstance(v, int | float | str | bool | None) else str(v)
+                           for k, v in item["ctx"].items()}
+        item["loc"] = [p if isinstance(p, int | str) else str(p) for p in item.get("loc", ())]
+        out.append(item)
+    return out
+
+
+def finite(value: Any) -> Any:
+    """NaN and infinities become null: JSON has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(name: str | None) -> str:
+    """A file name that is safe to create: no folders, only [A-Za-z0-9._-], no leading dot,
+    at most ~120 characters with its extension kept."""
+    base = (name or "").replace("\\", "/").split("/")[-1]
+    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    base = _UNSAFE.sub("_", base).strip("._-")
+    base = re.sub(r"_+", "_", base)
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    stem = stem.strip("._-")[:100] or "upload"
+    return f"{stem}.{suffix[:16]}" if suffix else stem
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    n = 2
+    while True:
+        candidate = f"{stem}-{n}" + (f".{suffix}" if suffix else "")
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
+@contextlib.contextmanager
+def generation_db(qa: QA) -> Iterator[Any]:
+    """A private read-only connection to the live generation's SQLite (request threads must
+    not share the retriever's connection with the model thread)."""
+    for attempt in range(3):
+        retriever = qa.retriever
+        try:
+            db = store.open_db(retriever.generation)
+            db.execute("select 1 from documents limit 1")
+        except sqlite3.OperationalError:
+            if attempt == 2:
+                raise
+            # The generation was replaced and cleaned up (by another writer): follow it.
+            with contextlib.suppress(Exception):
+                qa.reload()
+            time.sleep(0.05)
+            continue
+        try:
+            yield db, retriever.generation.name
+        finally:
+            db.conn.close()
+        return
+
+
+# ------------------------------------------------------------------------- the app
+
+
+def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
+    settings = (settings or Settings()).resolve(qa)
+    assert settings.uploads_dir and settings.keys_file and settings.feedback_db
+    started_at = time.time()
+    metrics = Metrics()
+    keys = KeyStore(settings.keys_file)
+    feedback = FeedbackStore(settings.feedback_db)
+
+    # One embedding model, shared by queries and index updates, one caller at a time.
+    retriever = qa.retriever
+    if not isinstance(retriever._embedder, SharedEmbedder):
+        retriever._embedder = SharedEmbedder(retriever.embedder)
+    shared_embedder = retriever._embedder
+
+    batcher = MicroBatcher(qa.ask_many, max_batch=settings.max_batch,
+                           max_wait_ms=settings.batch_wait_ms,
+                           max_pending=settings.max_pending,
+                           on_batch=lambda n: metrics.batch_size.observe(n))
+    jobs = JobQueue(qa, index=settings.index, embedder=shared_embedder,
+                    max_file_bytes=settings.max_upload_bytes,
+                    retry_max_s=settings.lock_retry_max_s,
+                    lock_timeout_s=settings.lock_timeout_s, watch_s=settings.watch_index_s,
+                    on_finish=lambda j: metrics.jobs_finished.labels(j.kind, j.status).inc())
+    metrics.add_live(qa, jobs, batcher)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        jobs.start()
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        jobs.requeue_unfinished(settings.uploads_dir)
+        log.info("serving %s (generation %s, %d passages) with reader %s", settings.index,
+                 qa.retriever.generation.name, qa.retriever.passages, settings.reader_name)
+        yield
+        await batcher.stop()
+        await asyncio.to_thread(jobs.stop)
+        feedback.close()
+
+    app = FastAPI(
+        title="SpanQA", version="0.1.0", lifespan=lifespan,
+        description="Retrieval-augmented extractive question answering: answers are exact "
+                    "spans of your documents, with their sources. Write endpoints need an "
+                    f"API key in the `{HEADER}` header.")
+    app.state.qa, app.state.settings, app.state.metrics = qa, settings, metrics
+    app.state.batcher, app.state.jobs, app.state.keys = batcher, jobs, keys
+    app.state.feedback = feedback
+    app.add_middleware(RequestGate, settings=settings, metrics=metrics)
+
+    # ------------------------------------------------------------------ errors
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "request_id": request_id()},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": jsonable_encoder(clean_errors(exc.errors())),
+                             "request_id": request_id()}, status_code=422)
+
+    # ------------------------------------------------------------------ auth
+
+    key_header = APIKeyHeader(name=HEADER, auto_error=False,
+                              description="an API key from `spanqa keys create`")
+
+    def check_key(key: str | None) -> None:
+        if not keys.configured():
+            raise HTTPException(401, "this endpoint needs an API key, and no API keys are "
+                                     f"configured on this server: {how_to_create(keys.path)}")
+        if not key:
+            raise HTTPException(401, f"this endpoint needs an API key in the {HEADER} header")
+        if keys.verify(key) is None:
+            raise HTTPException(401, f"invalid API key in the {HEADER} header")
+
+    # (Defaults, not Annotated: annotations are strings resolved in the module's globals.)
+    async def write_key(key: str | None = Security(key_header)) -> None:
+        check_key(key)
+
+    async def read_key(key: str | None = Security(key_header)) -> None:
+        if settings.protect_all:
+            check_key(key)
+
+    write_auth = [Depends(write_key)]
+    read_auth = [Depends(read_key)]
+
+    # ------------------------------------------------------------------ questions
+
+    @app.post("/v1/ask", dependencies=read_auth, tags=["questions"],
+              summary="answer a question with spans from the indexed documents")
+    async def ask(body: AskIn) -> dict:
+        filters = body.filters.to_filters() if body.filters else None
+        request = AskRequest(question=body.question, top_k=body.top_k,
+                             retrieval_k=body.retrieval_k, filters=filters, mode=body.mode)
+        try:
+            result = await batcher.submit(request)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        except Overloaded as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+        return {**finite(result.to_dict()), "request_id": request_id()}
+
+    @app.post("/v1/search", dependencies=read_auth, tags=["questions"],
+              summary="the top passages for a question, without reading them")
+    async def search(body: SearchIn) -> dict:
+        retriever = qa.retriever
+        filters = body.filters.to_filters() if body.filters else None
+        try:
+            hits = await batcher.run_exclusive(partial(
+                retriever.search, body.question, body.top_k, mode=body.mode or qa.mode,
+                filters=filters))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return {"hits": [finite(asdict(h)) for h in hits],
+                "generation": retriever.generation.name, "request_id": request_id()}
+
+    # ------------------------------------------------------------------ documents
+
+    @app.post("/v1/documents", status_code=202, dependencies=write_auth, tags=["documents"],
+              summary="upload files to index (multipart field `files`, repeatable)")
+    def upload(files: Annotated[list[UploadFile], File(
+            description=f"one or more files: {', '.join(SUPPORTED)}")]) -> dict:
+        names: list[str] = []
+        for item in files:
+            name = safe_filename(item.filename)
+            suffix = Path(name).suffix.lower()
+            if suffix not in SUPPORTED:
+                shown = item.filename or "(a file without a name)"
+                raise HTTPException(415, f"{shown!r}: unsupported file type "
+                                         f"{suffix or '(no extension)'}; supported types: "
+                                         f"{', '.join(SUPPORTED)}")
+            names.append(_unique(name, set(names)))
+        upload_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
+        folder = settings.uploads_dir / upload_id
+        folder.mkdir(parents=True)
+        paths = []
+        for item, name in zip(files, names, strict=True):
+            path = folder / name
+            with path.open("wb") as out:
+                item.file.seek(0)
+                shutil.copyfileobj(item.file, out, 1024 * 1024)
+            paths.append(path.resolve())
+        job = jobs.submit_add(paths, names, folder)
+        log.info("upload %s: %d files queued as job %s", upload_id, len(paths), job.id,
+                 extra={"job_id": job.id})
+        return {"job_id": job.id, "upload_id": upload_id, "files": names,
+                "status_url": f"/v1/jobs/{job.id}", "request_id": request_id()}
+
+    @app.get("/v1/documents", dependencies=read_auth, tags=["documents"],
+             summary="the documents in the live index, by path")
+    def list_documents(limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                       offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict:
+        with generation_db(qa) as (db, generation):
+            total = next(iter(db.query("select count(*) as n from documents")))["n"]
+            rows = list(db.query(
+                "select d.id, d.path, d.title, d.metadata, d.length, d.mtime, "
+                "(select count(*) from passages p where p.document_id = d.id) as passages "
+                "from documents d order by d.path, d.id limit ? offset ?", [limit, offset]))
+        documents = []
+        for row in rows:
+            try:
+                metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+            except ValueError:
+                metadata = {}
+            documents.append({"id": row["id"], "path": row["path"], "title": row["title"],
+                              "passages": row["passages"], "length": row["length"],
+                              "mtime": row["mtime"], "metadata": metadata})
+        return {"documents": documents, "total": total, "limit": limit, "offset": offset,
+                "generation": generation}
+
+    @app.delete("/v1/documents/{document_id}", status_code=202, dependencies=write_auth,
+                tags=["documents"], summary="remove a document from the index (a job)")
+    def delete_document(document_id: str) -> dict:
+        with generation_db(qa) as (db, _):
+            found = list(db.query("select id from documents where id = ?", [document_id]))
+        if not found:
+            raise HTTPException(404, f"no document with id {document_id!r} in the index")
+        job = jobs.submit_remove([document_id])
+        return {"job_id": job.id, "status_url": f"/v1/jobs/{job.id}",
+                "request_id": request_id()}
+
+    @app.get("/v1/jobs/{job_id}", dependencies=read_auth, tags=["documents"],
+             summary="the state of an indexing job")
+    def get_job(job_id: str) -> dict:
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job with id {job_id!r}")
+        return job
+
+    @app.get("/v1/jobs", dependencies=read_auth, tags=["documents"],
+             summary="recent indexing jobs, newest first")
+    def list_jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
+        return {"jobs": jobs.recent(limit), "counts": jobs.counts()}
+
+    # ------------------------------------------------------------------ feedback
+
+    @app.post("/v1/feedback", status_code=201, dependencies=read_auth, tags=["feedback"],
+              summary="was an answer right? (exported as SQuAD training data)")
+    def post_feedback(body: FeedbackIn) -> dict:
+        with generation_db(qa) as (db, generation):
+            rows = list(db.query(
+                "select p.id, p.document_id, p.title, p.text, d.path from passages p "
+                "join documents d on d.id = p.document_id where p.id = ?", [body.passage_id]))
+        if not rows:
+            raise HTTPException(404, f"no passage with id {body.passage_id!r} in the index")
+        passage = rows[0]
+        text = passage["text"]
+        if body.end > len(text):
+            raise HTTPException(422, f"end ({body.end}) is past the end of the passage "
+                                     f"({len(text)} characters)")
+        if body.correct and text[body.start:body.end] != body.answer:
+            raise HTTPException(422, f"the answer is not the passage's text[{body.start}:"
+                                     f"{body.end}] ({text[body.start:body.end]!r})")
+        feedback_id = feedback.add({
+            "question": body.question, "answer": body.answer, "passage_id": passage["id"],
+            "document_id": passage["document_id"], "title": passage["title"],
+            "path": passage["path"], "context": text, "start": body.start, "end": body.end,
+            "correct": body.correct, "comment": body.comment, "request_id": request_id(),
+            "generation": generation})
+        return {"id": feedback_id, "request_id": request_id()}
+
+    @app.get("/v1/feedback/export", dependencies=write_auth, tags=["feedback"],
+             summary="answers marked correct, as SQuAD v1.1 JSON")
+    def export_feedback() -> dict:
+        return feedback.export_squad()
+
+    # ------------------------------------------------------------------ service
+
+    @app.get("/v1/health", tags=["service"], summary="liveness and the live index")
+    def health() -> dict:
+        retriever = qa.retriever
+        return {"status": "ok", "generation": retriever.generation.name,
+                "documents": retriever.manifest.get("documents", 0),
+                "passages": retriever.passages, "reader": settings.reader_name}
+
+    @app.get("/v1/stats", dependencies=read_auth, tags=["service"],
+             summary="index, reader, calibration, batching and job statistics")
+    def stats() -> dict:
+        calibration = asdict(qa.calibration)
+        calibration["source"] = "fitted" if qa.calibration.fitted else "defaults"
+        return finite({
+            "index": qa.retriever.stats(),
+            "reader": {"name": settings.reader_name,
+                       "device": str(getattr(qa.reader, "device", ""))},
+            "retrieval": {"mode": qa.mode, "retrieval_k": qa.retrieval_k},
+            "calibration": calibration,
+            "batching": batcher.stats(),
+            "jobs": jobs.counts(),
+            "feedback": feedback.counts(),
+            "auth": {"keys": len(keys.records()), "protect_all": settings.protect_all},
+            "uptime_s": round(time.time() - started_at, 1),
+        })
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> Response:
+        page = Path(settings.static_dir) / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html")
+        return HTMLResponse(PLACEHOLDER)
+
+    app.mount("/static", _StaticFiles(directory=settings.static_dir, check_dir=False),
+              name="static")
+    return app

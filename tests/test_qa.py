@@ -1,0 +1,254 @@
+"""The question-answering pipeline over a real index, with a tiny random reader.
+
+The tiny reader's answers are arbitrary, so these tests check what must hold for any
+reader: offsets that point at the answer in the passage and in the source document,
+ranking by raw scores across passages, merging, abstention, index reloads, calibration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from api.calibrate import calibrate
+from api.calibration import (
+    Calibration,
+    choose_threshold,
+    expected_calibration_error,
+    fit_platt,
+)
+from api.qa import QA, context_window
+from indexer.build import update_index
+from indexer.embedding import Embedder
+from reader.reader import Reader
+from reader.squad import load_squad
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = ("The Amazon river carries more water than any other river. "
+          "It flows through Brazil, Peru and Colombia into the Atlantic Ocean.")
+DOCS = {
+    "rivers/amazon.txt": SHARED,
+    "rivers/amazon-copy.md": "# Amazon copy\n\n" + SHARED,
+    "cities/paris.txt": "Paris is the capital of France. The Seine flows through Paris, "
+                        "and the Louvre is the world's most visited museum.",
+    "cities/rome.txt": "Rome is the capital of Italy. The Tiber flows through Rome.",
+}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder("minilm")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, embedder) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("qa")
+    docs = root / "docs"
+    for name, text in DOCS.items():
+        (docs / name).parent.mkdir(parents=True, exist_ok=True)
+        (docs / name).write_text(text, encoding="utf-8")
+    update_index(root / "index", add=[docs], embedder=embedder, progress=False)
+    return root / "index", docs
+
+
+@pytest.fixture(scope="module")
+def reader(tiny_model) -> Reader:
+    return Reader.from_pretrained(tiny_model)
+
+
+def make_qa(corpus, reader, embedder, **calibration) -> QA:
+    qa = QA(corpus[0], reader, calibration=Calibration(**calibration))
+    qa.retriever._embedder = embedder
+    return qa
+
+
+def test_answers_point_at_their_passage_and_source_document(corpus, reader, embedder):
+    qa = make_qa(corpus, reader, embedder, threshold=0.0)
+    result = qa.ask("Which river flows through Paris?", top_k=5)
+    assert result.answers and not result.handoff
+    by_id = {h.passage_id: h for h in qa.retriever.search("Which river flows through Paris?", 20)}
+    for a in result.answers:
+        passage = by_id[a.passage_id].text
+        assert passage[a.start:a.end] == a.text
+        if a.path.endswith(".txt"):  # plain text: the document text is the file itself
+            source = Path(a.path).read_text(encoding="utf-8")
+            assert source[a.document_start:a.document_end] == a.text
+        c = a.context
+        assert c.text[c.answer_start:c.answer_end] == a.text
+        assert f"**{a.text}**" in c.marked
+        assert 0.0 <= a.confidence <= 1.0
+    scores = [a.score for a in result.answers]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_spans_are_ranked_by_raw_logits_across_passages(corpus, reader, embedder):
+    """The best answer is the best raw start+end score over every passage, not the best
+    softmax probability within one passage."""
+    qa = make_qa(corpus, reader, embedder, threshold=0.0)
+    question = "What is the capital of Italy?"
+    hits = qa.retriever.search(question, 20)
+    predictions = reader.predict([question], [[h.text for h in hits]])[0]
+    best = max((a for p in predictions for a in p.answers), key=lambda a: a.score)
+    top = qa.ask(question, top_k=1).answers[0]
+    assert (top.passage_id, top.start, top.end) == (
+        hits[best.context_index].passage_id, best.start, best.end)
+    assert math.isclose(top.score, best.score, abs_tol=1e-3)
+
+
+def test_the_same_answer_from_two_passages_is_merged(corpus, reader, embedder):
+    qa = make_qa(corpus, reader, embedder, threshold=0.0)
+    result = qa.ask("Where does the Amazon river flow?", top_k=20)
+    texts = [a.text.lower() for a in result.answers]
+    assert len(texts) == len(set(texts))
+    # Both copies of the Amazon text are retrieved, so their top spans appear twice, but
+    # a span proposed several times by one passage counts once.
+    assert any(a.occurrences >= 2 for a in result.answers)
+    read = qa.retriever.search("Where does the Amazon river flow?", qa.retrieval_k)
+    assert all(a.occurrences <= len(read) for a in result.answers)
+
+
+def test_abstains_below_the_threshold_with_passages_and_handoff(corpus, reader, embedder):
+    qa = make_qa(corpus, reader, embedder, threshold=1.01)
+    result = qa.ask("Which river flows through Rome?")
+    assert result.handoff and result.answers == []
+    assert result.passages and "Rome" in result.passages[0].text
+    payload = json.loads(json.dumps(result.to_dict()))
+    assert payload["handoff"] is True and payload["passages"][0]["passage_id"]
+
+
+def test_bad_questions_are_refused(corpus, reader, embedder):
+    qa = make_qa(corpus, reader, embedder)
+    with pytest.raises(ValueError, match="empty"):
+        qa.ask("   ")
+    with pytest.raises(ValueError, match="top_k"):
+        qa.ask("Rome?", top_k=0)
+
+
+def test_reload_sees_a_new_generation_and_old_retrievers_keep_working(
+        tmp_path, corpus, reader, embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Oslo is the capital of Norway.", encoding="utf-8")
+    update_index(tmp_path / "index", add=[docs], embedder=embedder, progress=False)
+    qa = make_qa((tmp_path / "index", docs), reader, embedder, threshold=0.0)
+    old = qa.retriever
+    assert qa.reload() is False
+    (docs / "b.txt").write_text("Lima is the capital of Peru.", encoding="utf-8")
+    update_index(tmp_path / "index", add=[docs], embedder=embedder, progress=False)
+    assert qa.reload() is True
+    assert qa.retriever.generation != old.generation
+    assert "Lima" in qa.ask("capital of Peru", top_k=1).passages[0].text
+    assert all("Lima" not in h.text for h in old.search("capital of Peru", 5))
+
+
+def test_context_window_cuts_at_spaces_and_marks_the_answer():
+    text = "word " * 100 + "ANSWER here" + " word" * 100
+    start = text.index("ANSWER")
+    c = context_window(text, start, start + 6, chars=30)
+    assert c.text.startswith("…") and c.text.endswith("…")
+    assert c.text[c.answer_start:c.answer_end] == "ANSWER"
+    assert "**ANSWER**" in c.marked and len(c.text) < 80
+    whole = context_window("ANSWER", 0, 6)
+    assert whole.text == "ANSWER" and whole.marked == "**ANSWER**"
+
+
+def test_platt_scaling_recovers_a_known_sigmoid_and_lowers_calibration_error():
+    rng = np.random.default_rng(0)
+    score = rng.normal(0, 3, size=(4000, 2))
+    true = 1 / (1 + np.exp(-(0.8 * score[:, 0] - 0.3 * score[:, 1] + 0.5)))
+    correct = rng.random(4000) < true
+    w = fit_platt(score, correct)
+    assert np.allclose(w, [0.8, -0.3, 0.5], atol=0.12)
+    fitted = 1 / (1 + np.exp(-(score @ w[:2] + w[2])))
+    naive = 1 / (1 + np.exp(-score[:, 0]))
+    assert expected_calibration_error(fitted, correct) < 0.03
+    assert expected_calibration_error(naive, correct) > expected_calibration_error(fitted,
+                                                                                    correct)
+
+
+def test_threshold_answers_wrongly_less_often_than_it_abstains_on_unanswerable():
+    rng = np.random.default_rng(1)
+    answerable = rng.random(500) < 0.5
+    correct = answerable & (rng.random(500) < 0.7)
+    confidence = np.clip(np.where(correct, 0.7, 0.3) + rng.normal(0, 0.15, 500), 0, 1)
+    t = choose_threshold(confidence, correct, answerable)
+    answered = confidence >= t
+    assert (answered & ~correct).sum() < (~answered & ~answerable).sum()
+    assert (answered & correct).sum() > 0.5 * correct.sum()
+
+
+def test_threshold_prefers_fewer_wrong_answers_among_equals_and_needs_unanswerables():
+    confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    correct = np.array([1, 1, 0, 0, 0, 0, 0], bool)
+    answerable = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+    # Thresholds 0.8 and 0.7... all answer the two right ones; 0.8 answers no wrong one.
+    assert choose_threshold(confidence, correct, answerable) == 0.8
+    assert choose_threshold(confidence, correct, np.ones(7, bool)) is None
+
+
+def test_abstention_follows_the_top_answer_as_the_threshold_was_tuned(corpus, reader,
+                                                                       embedder):
+    qa = make_qa(corpus, reader, embedder, threshold=0.0)
+    answers = qa.ask("Where does the Amazon river flow?", top_k=20).answers
+    assert len(answers) >= 2
+    # A threshold between the top answer and a better-calibrated later one: the later one
+    # must not be shown on its own, because the threshold was tuned on the top answer.
+    best_later = max(a.confidence for a in answers[1:])
+    if best_later > answers[0].confidence:
+        qa.calibration.threshold = (answers[0].confidence + best_later) / 2
+        result = qa.ask("Where does the Amazon river flow?", top_k=20)
+        assert result.handoff and result.answers == []
+    qa.calibration.threshold = answers[0].confidence
+    result = qa.ask("Where does the Amazon river flow?", top_k=20)
+    assert not result.handoff and result.answers[0].text == answers[0].text
+    assert all(a.confidence >= answers[0].confidence for a in result.answers)
+
+
+def test_calibrate_fits_saves_and_is_loaded_with_the_reader(tmp_path, squad_dir, tiny_model,
+                                                            embedder):
+    import shutil
+
+    reader_dir = shutil.copytree(tiny_model, tmp_path / "reader")
+    update_index(tmp_path / "index", add=[squad_dir / "sample-v2.0.json"], embedder=embedder,
+                 progress=False)
+    qa = QA(tmp_path / "index", reader_dir, retrieval_k=3)
+    qa.retriever._embedder = embedder
+    assert qa.calibration.fitted is False
+    examples, _ = load_squad(squad_dir / "sample-v2.0.json")
+    calibration, report = calibrate(qa, examples, reader_dir, progress=False)
+    assert report["questions"] == len(examples)
+    assert report["answerable"] == sum(bool(e.answers) for e in examples)
+    assert 0.0 <= report["ece_fitted"] <= 1.0 and calibration.fitted
+    loaded = QA(tmp_path / "index", reader_dir).calibration
+    assert loaded == calibration
+
+
+def spanqa(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **env})
+
+
+def test_ask_command_prints_json_and_text(corpus, tiny_model):
+    done = spanqa("ask", "What is the capital of France?", "--index", str(corpus[0]),
+                  "--reader", str(tiny_model), "--json", "--top-k", "2")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["question"] == "What is the capital of France?"
+    assert {"answers", "handoff", "passages", "timing_ms"} <= result.keys()
+    text = spanqa("ask", "capital of France", "--index", str(corpus[0]), "--reader",
+                  str(tiny_model))
+    assert text.returncode == 0 and "Q: capital of France" in text.stdout
+
+
+def test_ask_without_any_reader_says_how_to_get_one(corpus, tmp_path):
+    done = spanqa("ask", "capital?", "--index", str(corpus[0]), SPANQA_DATA=str(tmp_path))
+    assert done.returncode == 2
+    assert "spanqa demo" in done.stderr and "--reader" in done.stderr

@@ -1,0 +1,732 @@
+"""The HTTP API: a real `spanqa serve` process over a real index, with a tiny random reader.
+
+One server runs for the whole module (starting one costs seconds on two cores). The tiny
+reader's answers are arbitrary, so answers are checked for what must hold for any reader:
+the documented fields, and offsets that point at the answer in the passage and in the
+source file. A few checks that need a faulty pipeline or a second configuration use the
+same app in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from api.calibration import Calibration
+from indexer.build import IndexConfig, update_index
+from indexer.embedding import Embedder
+from indexer.layout import IndexDir
+from reader.squad import load_squad
+from retriever.search import Hit
+
+REPO = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+DOCS = {
+    "company/zephyr.txt": "The Zephyr company was founded in 1987 by Ada Marsh in Lyon. "
+                          "It builds small wind turbines for farms.\n\n"
+                          "Zephyr moved its headquarters to Grenoble in 2004.",
+    "places/freedonia.md": "# Freedonia\n\nThe capital of Freedonia is Fredville. "
+                           "Freedonia exports cheese and violins.",
+    "places/rivers.txt": "The Amazon river carries more water than any other river. "
+                         "It flows through Brazil, Peru and Colombia.",
+}
+ANSWER_FIELDS = {"text", "confidence", "score", "passage_id", "document_id", "title", "path",
+                 "page", "start", "end", "document_start", "document_end", "context",
+                 "passage_rank", "occurrences"}
+HIT_FIELDS = {f.name for f in fields(Hit)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spanqa_main(*args: str) -> tuple[int, str, str]:
+    """The `spanqa` CLI in this process (a subprocess would import torch again: ~15 s)."""
+    from api.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("serve")
+    docs = root / "docs"
+    for name, text in DOCS.items():
+        (docs / name).parent.mkdir(parents=True, exist_ok=True)
+        (docs / name).write_text(text, encoding="utf-8")
+    embedder = Embedder("minilm")
+    # Short passages: the tiny reader has 256 positions.
+    update_index(root / "index", add=[docs], embedder=embedder, progress=False,
+                 config=IndexConfig(words=60, overlap=10))
+    reader = shutil.copytree(tiny_model, root / "reader")
+    Calibration(threshold=0.0).save(reader)  # random logits: keep every answer
+    return SimpleNamespace(root=root, docs=docs, index=root / "index", reader=reader,
+                           keys=root / "api_keys.json", uploads=root / "uploads",
+                           embedder=embedder)
+
+
+@pytest.fixture(scope="module")
+def server(env):
+    port = free_port()
+    log_path = env.root / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--index", str(env.index),
+             "--reader", str(env.reader), "--port", str(port), "--keys", str(env.keys),
+             "--max-upload-mb", "2", "--batch-wait-ms", "10"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    deadline = time.monotonic() + 180
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            if client.get("/v1/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the server did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield SimpleNamespace(client=client, proc=proc, log=log_path, port=port)
+    client.close()
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def key(env, server) -> str:
+    code, out, err = spanqa_main("keys", "create", "--name", "tests", "--keys", str(env.keys))
+    assert code == 0, err
+    return out.strip()
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 90, seen: list | None = None
+             ) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if seen is not None:
+            seen.append(job["message"])
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def check_answers(result: dict) -> None:
+    by_id = {p["passage_id"]: p for p in result["passages"]}
+    for a in result["answers"]:
+        assert set(a) == ANSWER_FIELDS
+        passage = by_id.get(a["passage_id"])  # only the top passages are shown
+        if passage is not None:
+            assert passage["text"][a["start"]:a["end"]] == a["text"]
+            assert a["document_start"] == passage["start"] + a["start"]
+        assert a["document_end"] - a["document_start"] == len(a["text"])
+        ctx = a["context"]
+        assert ctx["text"][ctx["answer_start"]:ctx["answer_end"]] == a["text"]
+        assert f"**{a['text']}**" in ctx["marked"]
+        if a["path"].endswith(".txt"):  # plain text: the document text is the file itself
+            source = Path(a["path"]).read_text(encoding="utf-8")
+            assert source[a["document_start"]:a["document_end"]] == a["text"]
+
+
+# ------------------------------------------------------------------------- the service
+
+
+def test_health_stats_and_request_ids(server):
+    c = server.client
+    r = c.get("/v1/health", headers={"X-Request-ID": "probe-42"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "probe-42"
+    health = r.json()
+    assert health["status"] == "ok" and health["generation"].startswith("gen-")
+    assert health["passages"] >= 3 and "reader" in health
+    generated = c.get("/v1/health").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    hostile = c.get("/v1/health", headers={"X-Request-ID": "a b\tc" + "x" * 300})
+    assert re.fullmatch(r"[0-9a-f]{32}", hostile.headers["x-request-id"])
+
+    stats = c.get("/v1/stats").json()
+    assert stats["index"]["passages"] == health["passages"]
+    assert stats["calibration"]["source"] == "defaults" and stats["calibration"]["threshold"] == 0
+    assert stats["batching"]["max_batch"] == 8 and stats["reader"]["name"]
+    assert set(stats["jobs"]) == {"queued", "running", "done", "failed"}
+
+
+def test_ask_returns_spans_that_point_into_passages_and_files(server, env):
+    c = server.client
+    r = c.post("/v1/ask", json={"question": "  When was the Zephyr company founded?  ",
+                                "top_k": 3}, headers={"X-Request-ID": "ask-1"})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["request_id"] == "ask-1" == r.headers["x-request-id"]
+    assert result["question"] == "When was the Zephyr company founded?"
+    assert {"answers", "handoff", "passages", "timing_ms", "calibrated"} <= set(result)
+    assert 1 <= len(result["answers"]) <= 3 and not result["handoff"]
+    assert result["passages"] and set(result["passages"][0]) == HIT_FIELDS
+    check_answers(result)
+
+    prefix = str((env.docs / "places").resolve())
+    narrow = c.post("/v1/ask", json={"question": "What is the capital of Freedonia?",
+                                     "retrieval_k": 1, "mode": "bm25",
+                                     "filters": {"path_prefix": prefix}}).json()
+    assert len(narrow["passages"]) == 1 and narrow["passages"][0]["path"].startswith(prefix)
+    assert all(a["path"].startswith(prefix) for a in narrow["answers"])
+    check_answers(narrow)
+    nothing = c.post("/v1/ask", json={"question": "Freedonia?", "filters": {"title": "nope"}})
+    assert nothing.status_code == 200 and nothing.json()["handoff"] is True
+
+
+def test_search_returns_hits(server):
+    r = server.client.post("/v1/search", json={"question": "capital of Freedonia",
+                                               "top_k": 2, "mode": "bm25"})
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    assert 1 <= len(hits) <= 2 and set(hits[0]) == HIT_FIELDS
+    assert "Fredville" in hits[0]["text"]
+    dense = server.client.post("/v1/search", json={"question": "wind turbines"}).json()["hits"]
+    assert dense and all(set(h) == HIT_FIELDS for h in dense)
+
+
+BAD_ASKS = [
+    ({"question": ""}, "question"),
+    ({"question": "   \n\t "}, "question"),
+    ({"question": "why? " * 20_000}, "question"),
+    ({"question": 5}, "question"),
+    ({"question": None}, "question"),
+    ({}, "question"),
+    ({"question": "ok?", "top_k": -1}, "top_k"),
+    ({"question": "ok?", "top_k": 0}, "top_k"),
+    ({"question": "ok?", "top_k": 21}, "top_k"),
+    ({"question": "ok?", "top_k": "3"}, "top_k"),
+    ({"question": "ok?", "top_k": True}, "top_k"),
+    ({"question": "ok?", "top_k": 2.5}, "top_k"),
+    ({"question": "ok?", "retrieval_k": 0}, "retrieval_k"),
+    ({"question": "ok?", "retrieval_k": 101}, "retrieval_k"),
+    ({"question": "ok?", "mode": "fuzzy"}, "mode"),
+    ({"question": "ok?", "mode": 1}, "mode"),
+    ({"question": "ok?", "filters": "docs/"}, "filters"),
+    ({"question": "ok?", "filters": ["docs/"]}, "filters"),
+    ({"question": "ok?", "filters": {"tags": "a"}}, "tags"),
+    ({"question": "ok?", "filters": {"tags": [1]}}, "tags"),
+    ({"question": "ok?", "filters": {"path_prefix": 3}}, "path_prefix"),
+    ({"question": "ok?", "filters": {"path_prefix": "a\x00b"}}, "path_prefix"),
+    ({"question": "ok?", "filters": {"colour": "red"}}, "colour"),
+    ({"question": "ok?", "topk": 3}, "topk"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_ASKS)
+def test_bad_questions_are_422_naming_the_field(server, body, field):
+    for route in ("/v1/ask", "/v1/search"):
+        if route == "/v1/search" and (field == "retrieval_k" or body.get("top_k") == 21):
+            continue  # not a search field; search allows up to 100 hits
+        r = server.client.post(route, json=body)
+        assert r.status_code == 422, (route, body, r.text)
+        data = r.json()
+        assert data["request_id"] == r.headers["x-request-id"]
+        assert any(field in map(str, e["loc"]) for e in data["detail"]), data
+        assert len(r.content) < 5000  # the offending input is not echoed back
+
+
+def test_malformed_bodies_and_routes_are_4xx(server):
+    c = server.client
+    json_type = {"content-type": "application/json"}
+    cases = [
+        (c.post("/v1/ask", content=b'{"question": "unfinished', headers=json_type), {422}),
+        (c.post("/v1/ask", content=b'{"question": "caf\xe9 \xff\xfe?"}', headers=json_type),
+         {400, 422}),
+        (c.post("/v1/ask", content=b"\x89PNG\r\n\x1a\n\x00\x00", headers=json_type), {400, 422}),
+        (c.post("/v1/ask", content=b"[1, 2]", headers=json_type), {422}),
+        (c.post("/v1/ask", content=b"null", headers=json_type), {422}),
+        (c.post("/v1/ask", content=b"", headers=json_type), {422}),
+        (c.post("/v1/ask", content=b"question=hi",
+                headers={"content-type": "application/x-www-form-urlencoded"}), {422}),
+        (c.post("/v1/ask", content=b'{"question": "hi"}', headers={"content-type": "text/plain"}),
+         {422}),
+        (c.get("/v1/ask"), {405}),
+        (c.get("/v1/nothing-here"), {404}),
+        (c.post("/nope", json={}), {404}),
+        (c.get("/v1/jobs/no-such-job"), {404}),
+        (c.get("/v1/documents", params={"limit": 0}), {422}),
+        (c.get("/v1/documents", params={"limit": "many"}), {422}),
+        (c.get("/v1/documents", params={"offset": -1}), {422}),
+        (c.get("/v1/documents", params={"offset": 2**70}), {422}),
+        (c.get("/static/no-such-file.js"), {404}),
+        (c.get("/static/../api/server.py"), {404}),
+    ]
+    for r, expected in cases:
+        assert r.status_code in expected, (r.request.method, r.request.url, r.text)
+        if r.status_code != 405 and r.headers.get("content-type", "").startswith("application"):
+            assert "detail" in r.json()
+    # A home directory that does not exist is no match, not an error.
+    r = c.post("/v1/search", json={"question": "rivers",
+                                    "filters": {"path_prefix": "~nosuchuser-xyz/docs"}})
+    assert r.status_code == 200 and r.json()["hits"] == []
+
+
+@pytest.mark.parametrize("question", ["???", "🙂🙂", "a\x00b?", "ü" * 1000, "<script>x</script>",
+                                      "SELECT * FROM passages; --"])
+def test_odd_but_valid_questions_are_answered(server, question):
+    for mode in ("bm25", "hybrid"):
+        r = server.client.post("/v1/ask", json={"question": question, "mode": mode,
+                                                "retrieval_k": 100, "top_k": 20})
+        assert r.status_code == 200, r.text
+        check_answers(r.json())
+
+
+def test_bodies_over_the_limit_are_413(server):
+    c = server.client
+    big = b'{"question": "' + b"x" * (MiB + 10) + b'"}'
+    r = c.post("/v1/ask", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the bytes are counted as they arrive
+        yield b'{"question": "'
+        for _ in range(20):
+            yield b"y" * (64 * 1024)
+        yield b'"}'
+
+    r = c.post("/v1/ask", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert c.get("/v1/health").status_code == 200  # and the server is fine
+
+
+# ------------------------------------------------------------------------- auth
+
+
+def test_write_endpoints_need_a_key_and_say_how_to_create_one(server, env):
+    assert not env.keys.exists()
+    c = server.client
+    r = c.post("/v1/documents", files={"files": ("a.txt", b"hello", "text/plain")})
+    assert r.status_code == 401 and "spanqa keys create" in r.json()["detail"]
+    assert c.get("/v1/feedback/export").status_code == 401
+    assert c.delete("/v1/documents/whatever").status_code == 401
+    assert not env.uploads.exists() or not any(env.uploads.iterdir())
+
+
+def test_keys_from_the_cli_open_the_write_endpoints(server, env, key):
+    c = server.client
+    stored = json.loads(env.keys.read_text())
+    assert key not in env.keys.read_text() and len(stored["keys"]) == 1
+    assert stored["keys"][0]["name"] == "tests" and len(stored["keys"][0]["sha256"]) == 64
+    assert env.keys.stat().st_mode & 0o077 == 0
+    code, out, _ = spanqa_main("keys", "list", "--keys", str(env.keys))
+    assert code == 0 and "tests" in out and stored["keys"][0]["sha256"] not in out
+
+    assert c.get("/v1/feedback/export").status_code == 401
+    wrong = c.get("/v1/feedback/export", headers={"X-API-Key": key[:-1] + "?"})
+    assert wrong.status_code == 401 and "invalid" in wrong.json()["detail"]
+    assert c.get("/v1/feedback/export", headers={"X-API-Key": key}).status_code == 200
+    assert c.delete("/v1/documents/0000", headers={"X-API-Key": key}).status_code == 404
+
+    code, temp, _ = spanqa_main("keys", "create", "--name", "temp", "--keys", str(env.keys))
+    assert code == 0
+    assert c.get("/v1/feedback/export", headers={"X-API-Key": temp.strip()}).status_code == 200
+    code, _, _ = spanqa_main("keys", "revoke", "temp", "--keys", str(env.keys))
+    assert code == 0
+    assert c.get("/v1/feedback/export",
+                 headers={"X-API-Key": temp.strip()}).status_code == 401
+    assert spanqa_main("keys", "create", "--name", "tests", "--keys", str(env.keys))[0] == 2
+
+
+# ------------------------------------------------------------------------- documents
+
+
+def test_upload_index_search_delete(server, env, key):
+    c, auth = server.client, {"X-API-Key": key}
+    quokka = "The Quokka Institute was established in 2003 in Perth by Lena Fox.\n"
+    files = [
+        ("files", ("quokka.txt", quokka.encode(), "text/plain")),
+        ("files", ("../../etc/evil name!.md", b"# Evil\n\nNothing to see in Evilton.", "x")),
+        ("files", ("empty.txt", b"", "text/plain")),
+        ("files", ("binary.txt", bytes(range(256)) * 40, "text/plain")),
+    ]
+    r = c.post("/v1/documents", files=files, headers=auth)
+    assert r.status_code == 202, r.text
+    upload = r.json()
+    assert upload["files"] == ["quokka.txt", "evil_name.md", "empty.txt", "binary.txt"]
+    folder = env.uploads / upload["upload_id"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(
+        upload["files"])
+
+    job = wait_job(c, upload["job_id"])
+    assert job["status"] == "done", job
+    assert job["kind"] == "add" and job["files"] == upload["files"]
+    report = job["report"]
+    assert report["added"] == 2 and report["generation"].startswith("gen-")
+    skipped = {s["path"]: s["reason"] for s in report["skipped"]}
+    assert skipped == {"empty.txt": "empty document", "binary.txt": "binary file"}
+    assert (folder / "empty.txt").exists()  # nothing uploaded is ever deleted
+
+    assert c.get("/v1/health").json()["generation"] == report["generation"]
+    listing = c.get("/v1/documents", params={"limit": 100}).json()
+    assert listing["total"] == len(DOCS) + 2 == len(listing["documents"])
+    doc = next(d for d in listing["documents"] if d["path"].endswith("quokka.txt"))
+    assert doc["passages"] >= 1 and doc["title"] and doc["metadata"]["path"] == doc["path"]
+    page = c.get("/v1/documents", params={"limit": 2, "offset": 1}).json()["documents"]
+    assert [d["id"] for d in page] == [d["id"] for d in listing["documents"][1:3]]
+
+    hits = c.post("/v1/search", json={"question": "Quokka Institute Perth",
+                                      "mode": "bm25"}).json()["hits"]
+    assert hits[0]["document_id"] == doc["id"]
+    answer = c.post("/v1/ask", json={"question": "When was the Quokka Institute established?",
+                                     "filters": {"path_prefix": str(folder)}}).json()
+    assert answer["answers"] and {a["document_id"] for a in answer["answers"]} <= {
+        doc["id"], next(d["id"] for d in listing["documents"] if "evil" in d["path"])}
+    check_answers(answer)
+
+    r = c.delete(f"/v1/documents/{doc['id']}", headers=auth)
+    assert r.status_code == 202
+    removal = wait_job(c, r.json()["job_id"])
+    assert removal["status"] == "done" and removal["report"]["removed"] == 1
+    ids = [d["id"] for d in c.get("/v1/documents", params={"limit": 100}).json()["documents"]]
+    assert doc["id"] not in ids and len(ids) == len(DOCS) + 1
+    hits = c.post("/v1/search", json={"question": "Quokka Institute Perth",
+                                      "mode": "bm25"}).json()["hits"]
+    assert doc["id"] not in {h["document_id"] for h in hits}
+    assert c.delete(f"/v1/documents/{doc['id']}", headers=auth).status_code == 404
+
+
+def test_bad_uploads_are_415_or_413_and_save_nothing(server, env, key):
+    c, auth = server.client, {"X-API-Key": key}
+    before = sorted(env.uploads.iterdir())
+    for name in ("program.exe", "README", "archive.tar.gz", ".txt", ""):
+        r = c.post("/v1/documents", headers=auth,
+                   files=[("files", ("fine.txt", b"fine", "text/plain")),
+                          ("files", (name, b"data", "application/octet-stream"))])
+        assert r.status_code in (415, 422), (name, r.text)
+        if r.status_code == 415:
+            assert ".txt" in r.json()["detail"] and ".pdf" in r.json()["detail"]
+            if name:
+                assert name in r.json()["detail"]
+    r = c.post("/v1/documents", headers=auth,
+               files={"files": ("big.txt", b"words " * (MiB // 2), "text/plain")})
+    assert r.status_code == 413, r.text
+
+    def streamed():  # no Content-Length: counted as it arrives
+        yield (b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.txt"\r\n'
+               b"Content-Type: text/plain\r\n\r\n")
+        for _ in range(40):
+            yield b"z" * (64 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    r = c.post("/v1/documents", content=streamed(),
+               headers={**auth, "content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413, r.text
+    assert c.post("/v1/documents", headers=auth, data={"files": "not a file"}).status_code == 422
+    assert c.post("/v1/documents", headers=auth, json={"files": []}).status_code == 422
+    no_boundary = {**auth, "content-type": "multipart/form-data"}
+    assert c.post("/v1/documents", headers=no_boundary, content=b"--x\r\n").status_code == 400
+    garbled = {**auth, "content-type": "multipart/form-data; boundary=zz"}
+    r = c.post("/v1/documents", headers=garbled, content=b"--zz\r\nnonsense\r\n\x00\xff")
+    assert 400 <= r.status_code < 500, r.text
+    assert sorted(env.uploads.iterdir()) == before
+
+
+def test_a_job_waits_for_the_index_lock_held_by_another_writer(server, env, key):
+    c, auth = server.client, {"X-API-Key": key}
+    messages: list[str] = []
+    with IndexDir(env.index).writer():  # what `spanqa index add` holds while it runs
+        r = c.post("/v1/documents", headers=auth,
+                   files={"files": ("lock.txt", b"Locks are waited for politely.", "text/plain")})
+        assert r.status_code == 202
+        deadline = time.monotonic() + 30
+        while not any("waiting for index lock" in m for m in messages):
+            assert time.monotonic() < deadline, messages
+            job = c.get(f"/v1/jobs/{r.json()['job_id']}").json()
+            assert job["status"] == "running", job
+            messages.append(job["message"])
+            time.sleep(0.1)
+    job = wait_job(c, r.json()["job_id"])
+    assert job["status"] == "done" and job["report"]["added"] == 1
+
+
+def test_concurrent_questions_during_an_upload(server, key):
+    c, auth = server.client, {"X-API-Key": key}
+    sentences = [f"Station {i} of the survey recorded {i * 7} herons near lake {i % 13}."
+                 for i in range(200)]
+    r = c.post("/v1/documents", headers=auth,
+               files={"files": ("survey.txt", " ".join(sentences).encode(), "text/plain")})
+    assert r.status_code == 202
+    questions = ["When was Zephyr founded?", "What is the capital of Freedonia?",
+                 "Which river carries the most water?", "Who founded Zephyr?"]
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        for i in range(4):
+            try:
+                resp = c.post("/v1/ask", json={"question": questions[(n + i) % 4], "top_k": 2})
+                statuses.append(resp.status_code)
+                if resp.status_code == 200:
+                    check_answers(resp.json())
+            except Exception as exc:  # surfaced below: threads swallow assertion errors
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and statuses == [200] * 32
+    job = wait_job(c, r.json()["job_id"])
+    assert job["status"] == "done" and job["report"]["added"] == 1
+    batching = c.get("/v1/stats").json()["batching"]
+    assert batching["largest_batch"] > 1 and batching["mean_batch_size"] >= 1
+    assert batching["requests"] >= 32
+
+
+def test_an_update_by_another_writer_is_followed(server, env):
+    c = server.client
+    extra = env.root / "cli-docs" / "walrus.txt"
+    extra.parent.mkdir()
+    extra.write_text("The Walrus Society meets every Tuesday in Tromsø.", encoding="utf-8")
+    report = update_index(env.index, add=[extra], embedder=env.embedder, progress=False)
+    deadline = time.monotonic() + 20
+    while c.get("/v1/health").json()["generation"] != report.generation:
+        assert time.monotonic() < deadline, "the server did not follow the new generation"
+        time.sleep(0.2)
+    hits = c.post("/v1/search", json={"question": "Walrus Society", "mode": "bm25"}).json()
+    assert hits["hits"][0]["path"] == str(extra.resolve())
+
+
+# ------------------------------------------------------------------------- feedback
+
+
+def test_feedback_exports_squad_that_load_squad_reads(server, env, key, tmp_path):
+    c = server.client
+    result = c.post("/v1/ask", json={"question": "Who founded the Zephyr company?"}).json()
+    a = result["answers"][0]
+    good = {"question": result["question"], "answer": a["text"], "passage_id": a["passage_id"],
+            "start": a["start"], "end": a["end"], "correct": True, "comment": "right"}
+    r = c.post("/v1/feedback", json=good)
+    assert r.status_code == 201 and isinstance(r.json()["id"], int)
+    bad = {**good, "question": "Where is Zephyr based?", "correct": False}
+    assert c.post("/v1/feedback", json=bad).status_code == 201
+
+    assert c.post("/v1/feedback", json={**good, "passage_id": "nope"}).status_code == 404
+    for broken in ({"end": good["start"]}, {"correct": "yes"}, {"start": -1},
+                   {"end": 10_000}, {"answer": a["text"] + "!"}, {"question": " "}):
+        r = c.post("/v1/feedback", json={**good, **broken})
+        assert r.status_code == 422, (broken, r.text)
+
+    export = c.get("/v1/feedback/export", headers={"X-API-Key": key})
+    assert export.status_code == 200
+    data = export.json()
+    assert data["version"] == "1.1"
+    path = tmp_path / "feedback-squad.json"
+    path.write_text(export.text, encoding="utf-8")
+    examples, report = load_squad(path)
+    assert report.skipped == 0 and not report.problems and len(examples) == 1
+    example = examples[0]
+    assert example.question == good["question"]
+    assert example.answers[0].text == a["text"]
+    assert example.context[example.answers[0].start:][:len(a["text"])] == a["text"]
+
+
+# ------------------------------------------------------------------------- the rest
+
+
+def prometheus_samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """{(name, labels): value} from the Prometheus text format."""
+    out = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if m and not line.startswith("#"):
+            labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def test_metrics_page_docs_and_logs(server):
+    c = server.client
+    c.post("/v1/ask", json={"question": "Who founded Zephyr?"}, headers={"X-Request-ID": "m-1"})
+    metrics = c.get("/metrics")
+    assert metrics.status_code == 200
+    samples = prometheus_samples(metrics.text)
+    ask = {"route": "/v1/ask", "method": "POST"}
+    assert samples[("spanqa_http_requests_total", frozenset({**ask, "status": "200"}.items()))] >= 1
+    assert ("spanqa_http_requests_total", frozenset({**ask, "status": "422"}.items())) in samples
+    assert ("spanqa_http_request_duration_seconds_bucket",
+            frozenset({"route": "/v1/ask", "le": "0.005"}.items())) in samples
+    assert samples[("spanqa_reader_batch_size_count", frozenset())] >= 1
+    assert samples[("spanqa_jobs", frozenset({"status": "done"}.items()))] >= 1
+    assert samples[("spanqa_jobs_finished_total",
+                    frozenset({"kind": "add", "status": "done"}.items()))] >= 1
+    assert any(("route", "unmatched") in labels for _, labels in samples)
+    assert "/v1/nothing-here" not in metrics.text  # raw paths never become label values
+
+    page = c.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert c.get("/docs").status_code == 200
+    schema = c.get("/openapi.json").json()
+    assert {"/v1/ask", "/v1/search", "/v1/documents", "/v1/feedback"} <= set(schema["paths"])
+
+    lines = [json.loads(line) for line in server.log.read_text().splitlines()
+             if line.startswith("{")]
+    mine = [x for x in lines if x.get("request_id") == "m-1" and x.get("path") == "/v1/ask"]
+    assert mine and mine[0]["status"] == 200 and mine[0]["method"] == "POST"
+    assert {"time", "level", "message", "duration_ms"} <= set(mine[0])
+
+
+# ------------------------------------------------------------------------- in-process
+
+
+@pytest.fixture(scope="module")
+def local(env, tmp_path_factory):
+    """The app in this process, over the same index (what `create_app` is for)."""
+    from api.qa import QA
+    from reader.reader import Reader
+    from retriever.search import Retriever
+
+    reader = Reader.from_pretrained(env.reader)
+    return SimpleNamespace(
+        qa=lambda cls=QA: cls(Retriever(env.index, embedder=env.embedder), reader,
+                              calibration=Calibration(threshold=0.0)),
+        root=tmp_path_factory.mktemp("local"))
+
+
+def test_protect_all_guards_every_v1_endpoint_but_health(local):
+    from fastapi.testclient import TestClient
+
+    from api.auth import KeyStore
+    from api.server import Settings, create_app
+
+    keys = KeyStore(local.root / "keys.json")
+    secret, _ = keys.create("ops")
+    settings = Settings(protect_all=True, keys_file=keys.path,
+                        uploads_dir=local.root / "uploads",
+                        feedback_db=local.root / "feedback.db")
+    with TestClient(create_app(local.qa(), settings)) as c:
+        assert c.get("/v1/health").status_code == 200
+        body = {"question": "capital of Freedonia?", "mode": "bm25"}
+        for method, path, kwargs in (("POST", "/v1/ask", {"json": body}),
+                                     ("POST", "/v1/search", {"json": body}),
+                                     ("GET", "/v1/stats", {}), ("GET", "/v1/documents", {}),
+                                     ("GET", "/v1/jobs/x", {})):
+            r = c.request(method, path, **kwargs)
+            assert r.status_code == 401, (path, r.text)
+            r = c.request(method, path, headers={"X-API-Key": secret}, **kwargs)
+            assert r.status_code in (200, 404), (path, r.text)
+
+
+def test_a_failing_pipeline_is_a_500_with_the_request_id(local, caplog):
+    from fastapi.testclient import TestClient
+
+    from api.qa import QA
+    from api.server import Settings, create_app
+
+    class Broken(QA):
+        def ask_many(self, requests):
+            if any("boom" in r.question for r in requests):
+                raise RuntimeError("the reader exploded")
+            return super().ask_many(requests)
+
+    settings = Settings(uploads_dir=local.root / "uploads", keys_file=local.root / "k.json",
+                        feedback_db=local.root / "feedback.db")
+    with TestClient(create_app(local.qa(Broken), settings), raise_server_exceptions=False) as c:
+        r = c.post("/v1/ask", json={"question": "boom?", "mode": "bm25"},
+                   headers={"X-Request-ID": "fail-1"})
+        assert r.status_code == 500
+        assert r.json()["request_id"] == "fail-1" and "detail" in r.json()
+        assert "the reader exploded" not in r.text
+        assert c.post("/v1/ask", json={"question": "fine?", "mode": "bm25"}).status_code == 200
+    assert any(getattr(rec, "request_id", None) == "fail-1" and rec.exc_info
+               for rec in caplog.records)
+
+
+def test_a_batch_that_fails_is_retried_one_by_one():
+    from api.batching import MicroBatcher
+
+    calls: list[list[str]] = []
+
+    def run(requests):
+        calls.append(list(requests))
+        if "bad" in requests:
+            raise ValueError("bad question")
+        return [r.upper() for r in requests]
+
+    async def scenario():
+        batcher = MicroBatcher(run, max_batch=4, max_wait_ms=50)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(q) for q in ("a", "bad", "c")),
+                                        return_exceptions=True), batcher.stats()
+        finally:
+            await batcher.stop()
+
+    results, stats = asyncio.run(scenario())
+    assert results[0] == "A" and results[2] == "C" and isinstance(results[1], ValueError)
+    assert calls[0] == ["a", "bad", "c"] and calls[1:] == [["a"], ["bad"], ["c"]]
+    assert stats["batches"] == 1 and stats["largest_batch"] == 3
+    assert stats["retried_one_by_one"] == 1
+
+
+def test_serve_errors_name_the_fix(env, tmp_path, monkeypatch):
+    import api.cli
+
+    code, _, err = spanqa_main("serve", "--index", str(tmp_path / "no-index"))
+    assert code == 2 and "spanqa index build" in err
+    monkeypatch.setattr(api.cli, "DATA_DIR", tmp_path / "data")  # no cached demo reader
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    began = time.monotonic()
+    code, _, err = spanqa_main("serve", "--index", str(env.index))
+    assert code == 2 and "spanqa demo" in err and "--reader" in err
+    assert time.monotonic() - began < 30
+
+
+def test_unfinished_uploads_are_queued_again_at_start(env, local):
+    from fastapi.testclient import TestClient
+
+    from api.qa import QA
+    from api.server import Settings, create_app
+    from reader.reader import Reader
+    from retriever.search import Retriever
+
+    index = shutil.copytree(env.index, local.root / "index-copy")
+    folder = local.root / "uploads-restart" / "20250101-000000-abcd"
+    folder.mkdir(parents=True)
+    note = folder / "note.txt"
+    note.write_text("The Ibex Club was left behind by a crash.", encoding="utf-8")
+    (folder / ".spanqa-job.json").write_text(json.dumps({
+        "id": "old-job", "status": "running", "files": ["note.txt"],
+        "paths": [str(note.resolve())]}))
+    qa = QA(Retriever(index, embedder=env.embedder), Reader.from_pretrained(env.reader))
+    settings = Settings(uploads_dir=folder.parent, keys_file=local.root / "k.json",
+                        feedback_db=local.root / "restart.db")
+    with TestClient(create_app(qa, settings)) as c:
+        job = wait_job(c, "old-job")
+        assert job["status"] == "done" and job["report"]["added"] == 1, job
+        hits = c.post("/v1/search", json={"question": "Ibex Club", "mode": "bm25"}).json()
+        assert hits["hits"][0]["path"] == str(note.resolve())
+    assert json.loads((folder / ".spanqa-job.json").read_text())["status"] == "done"
