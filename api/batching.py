@@ -161,6 +161,11 @@ class MicroBatcher:
                     for item in batch:
                         if not item.future.done():
                             item.future.set_exception(RuntimeError("the batch failed"))
+                except asyncio.CancelledError:  # stop(): nobody is left waiting forever
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(Overloaded("the server is shutting down"))
+                    raise
                 free_at = loop.time()
                 self._last_size, self._last_seconds = len(batch), free_at - began
 

@@ -27,6 +27,9 @@ from reader.metrics import exact_match
 from reader.squad import SquadExample
 
 RETRIEVER_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+EARLY_STOP_LEVELS = tuple(round(x, 2) for x in np.arange(0.0, 1.0, 0.05))
+EARLY_STOP_TOLERANCE = 0.005  # top-1 accuracy adaptive reading may give up for its speed
+FIRST_READ = 5  # QA's default
 
 
 @dataclass
@@ -40,12 +43,15 @@ class Observed:
     def answerable(self) -> bool:
         return bool(self.golds)
 
-    def top(self, retriever_weight: float) -> tuple[float, float, str] | None:
-        """(fused score, margin, text) of the span QA would rank first with this weight."""
-        if not self.candidates:
+    def top(self, retriever_weight: float, depth: int | None = None
+            ) -> tuple[float, float, str] | None:
+        """(fused score, margin, text) of the span QA would rank first with this weight,
+        reading the first `depth` passages (all of them by default)."""
+        found = [c for c in self.candidates if depth is None or c[2] <= depth]
+        if not found:
             return None
         fuse = Calibration(retriever_weight=retriever_weight).fused_score
-        score, margin, rank, text = max(self.candidates, key=lambda c: fuse(c[0], c[2]))
+        score, margin, rank, text = max(found, key=lambda c: fuse(c[0], c[2]))
         return fuse(score, rank), margin, text
 
     def correct(self, text: str) -> bool:
@@ -152,7 +158,46 @@ def fit(observed: list[Observed], *, source: str = "", seed: int = 0) -> tuple[C
     }
     if note:
         report["threshold_note"] = note
+    calibration.early_stop = choose_early_stop(observed, calibration)
+    report["adaptive_reading"] = simulate_adaptive(observed, calibration)
     return calibration, report
+
+
+def choose_early_stop(observed: list[Observed], calibration: Calibration,
+                      first_read: int = FIRST_READ) -> float:
+    """The lowest confidence at which QA may stop reading after `first_read` passages
+    while its top-1 accuracy stays within EARLY_STOP_TOLERANCE of reading them all.
+
+    Lower levels stop more often (faster answers); above every level it never stops.
+    """
+    for level in EARLY_STOP_LEVELS:
+        trial = replace(calibration, early_stop=level)
+        sim = simulate_adaptive(observed, trial, first_read)
+        if sim["top1_accuracy_adaptive"] >= sim["top1_accuracy_read_all"] - EARLY_STOP_TOLERANCE:
+            return level
+    return 1.01
+
+
+def simulate_adaptive(observed: list[Observed], calibration: Calibration,
+                      first_read: int = FIRST_READ) -> dict:
+    """What QA's adaptive reading would do on these questions: how often it stops after
+    `first_read` passages, and its top-1 accuracy against reading every passage."""
+    stopped, right_adaptive, right_all = 0, 0, 0
+    for o in observed:
+        full = o.top(calibration.retriever_weight)
+        early = o.top(calibration.retriever_weight, depth=first_read)
+        if early and calibration.confidence(*early[:2]) >= calibration.early_stop:
+            stopped += 1
+            chosen = early
+        else:
+            chosen = full
+        right_adaptive += bool(chosen) and o.correct(chosen[2])
+        right_all += bool(full) and o.correct(full[2])
+    n = max(len(observed), 1)
+    return {"first_read": first_read, "early_stop": calibration.early_stop,
+            "stopped_early": round(stopped / n, 4),
+            "top1_accuracy_adaptive": round(right_adaptive / n, 4),
+            "top1_accuracy_read_all": round(right_all / n, 4)}
 
 
 def calibrate(qa: QA, examples: list[SquadExample], reader_dir: str | Path | None = None, *,

@@ -7,6 +7,10 @@ Spans are ranked by raw start+end logits, which stay comparable across passages 
 softmax per passage), optionally nudged by the passage's retrieval rank; a calibration
 fitted on dev data turns the score into a confidence, and below its threshold SpanQA
 abstains and hands the question to a person.
+
+Reading is the cost (the encoder runs once per passage), so with a fitted calibration
+SpanQA reads adaptively: the top `first_read` passages first, and the rest of the
+retrieved ones only when no answer in those is confident enough (`early_stop`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class AskResult:
     passages: list[Hit]
     timing_ms: dict[str, float] = field(default_factory=dict)
     calibrated: bool = False
+    passages_read: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,7 +93,8 @@ class QA:
 
     def __init__(self, index: str | Path | Retriever, reader: str | Path | Reader, *,
                  calibration: Calibration | None = None, retrieval_k: int = 20,
-                 mode: str = "hybrid", max_passages_shown: int = 5):
+                 mode: str = "hybrid", max_passages_shown: int = 5, first_read: int = 5,
+                 adaptive: bool = True):
         self.index = index.generation.parent if isinstance(index, Retriever) else Path(index)
         self.retriever = index if isinstance(index, Retriever) else Retriever(index)
         if isinstance(reader, Reader):
@@ -99,6 +105,7 @@ class QA:
             self.calibration = calibration or Calibration.load(reader)
         self.retrieval_k, self.mode = retrieval_k, mode
         self.max_passages_shown = max_passages_shown
+        self.first_read, self.adaptive = first_read, adaptive
         self._reload_lock = threading.Lock()
 
     def reload(self) -> bool:
@@ -120,10 +127,10 @@ class QA:
     def ask_many(self, requests: Sequence[AskRequest]) -> list[AskResult]:
         """Several questions with one reader pass over all their passages (micro-batching)."""
         began = time.perf_counter()
-        hits, predictions, timing = self.retrieve_and_read(requests)
+        hits, predictions, timing = self.retrieve_and_read(requests, adaptive=self.adaptive)
         results = []
         for r, hs, preds in zip(requests, hits, predictions, strict=True):
-            answers = self._rank(hs, preds)
+            answers = self._rank(hs[: len(preds)], preds)
             # The rule the threshold was tuned with: the best-scored answer decides whether
             # to answer at all; then every answer that clears the threshold is shown.
             threshold = self.calibration.threshold
@@ -133,13 +140,18 @@ class QA:
             results.append(AskResult(
                 question=r.question, answers=confident[: r.top_k], handoff=not confident,
                 passages=hs[: self.max_passages_shown], calibrated=self.calibration.fitted,
+                passages_read=len(preds),
                 timing_ms={**timing, "total": round((time.perf_counter() - began) * 1000, 2),
                            "batch_size": len(requests)}))
         return results
 
-    def retrieve_and_read(self, requests: Sequence[AskRequest]
+    def retrieve_and_read(self, requests: Sequence[AskRequest], *, adaptive: bool = False
                           ) -> tuple[list[list[Hit]], list[list[Prediction]], dict[str, float]]:
-        """Retrieved passages and the reader's raw predictions for them, per request."""
+        """Retrieved passages and the reader's raw predictions for them, per request.
+
+        With `adaptive`, a request's predictions cover only its first `first_read` passages
+        when an answer there is already confident; otherwise every retrieved passage.
+        """
         began = time.perf_counter()
         retriever = self.retriever  # pinned: one generation for the whole batch
         hits = []
@@ -151,11 +163,30 @@ class QA:
             hits.append(retriever.search(r.question, r.retrieval_k or self.retrieval_k,
                                          mode=r.mode or self.mode, filters=r.filters))
         retrieved = time.perf_counter()
-        predictions = self.reader.predict([r.question for r in requests],
-                                          [[h.text for h in hs] for hs in hits])
+        questions = [r.question for r in requests]
+        first = self.first_read if adaptive and self.calibration.fitted else None
+        predictions = self.reader.predict(questions, [[h.text for h in hs[:first]] for hs in hits])
+        if first is not None:
+            unsure = [i for i, (hs, preds) in enumerate(zip(hits, predictions, strict=True))
+                      if len(hs) > first and not self._sure(hs, preds)]
+            rest = self.reader.predict([questions[i] for i in unsure],
+                                       [[h.text for h in hits[i][first:]] for i in unsure])
+            for i, more in zip(unsure, rest, strict=True):
+                for prediction in more:
+                    for a in prediction.answers:
+                        a.context_index += first
+                predictions[i] = predictions[i] + more
         timing = {"retrieve": round((retrieved - began) * 1000, 2),
                   "read": round((time.perf_counter() - retrieved) * 1000, 2)}
         return hits, predictions, timing
+
+    def _sure(self, hits: Sequence[Hit], predictions: Sequence[Prediction]) -> bool:
+        """Whether the best span read so far is confident enough to stop reading."""
+        found = self.candidates(hits[: len(predictions)], predictions)
+        if not found:
+            return False
+        score, margin, *_ = max(found, key=lambda c: c[0])
+        return self.calibration.confidence(score, margin) >= self.calibration.early_stop
 
     def candidates(self, hits: Sequence[Hit], predictions: Sequence[Prediction]
                    ) -> list[tuple[float, float, Hit, int, object]]:

@@ -10,8 +10,11 @@ document per article, each paragraph its own section), indexed by SpanQA's own i
 cached in data/bench/retrieval-index. Each question is asked of the whole collection.
 
 Systems, all reading with the same weights (the reader benchmark's data/bench/epoch-v1.1):
-  spanqa        api.qa.QA, hybrid retrieval (BM25 + dense, RRF), the SpanQA default
-  spanqa-bm25   the same with BM25 only (to tell retrieval from reading apart)
+  spanqa        api.qa.QA, hybrid retrieval (BM25 + dense, RRF), the SpanQA default:
+                adaptive reading (the top 5 passages first, the rest of the depth only
+                when no answer there reaches the calibration's early_stop confidence)
+  spanqa-readall  the same reading every retrieved passage (adaptive=False)
+  spanqa-bm25   the default with BM25 only (to tell retrieval from reading apart)
   haystack      Haystack: InMemoryDocumentStore holding the same passages (same ids and
                 texts), InMemoryBM25Retriever(top_k=depth) -> TransformersExtractiveReader
                 (local directory, offline, top_k=1, no_answer=False, max_seq_length and
@@ -64,7 +67,7 @@ from reader.metrics import squad_v1  # noqa: E402
 from reader.reader import Reader  # noqa: E402
 from retriever.search import Retriever  # noqa: E402
 
-SYSTEMS = ("spanqa", "spanqa-bm25", "haystack")
+SYSTEMS = ("spanqa", "spanqa-readall", "spanqa-bm25", "haystack")
 DEFAULT_INDEX = REPO / "data" / "bench" / "retrieval-index"
 DEFAULT_READER = REPO / "data" / "bench" / "epoch-v1.1" / "best"
 # What still differs between the two readers once their settings are matched (in the JSON).
@@ -146,6 +149,7 @@ class Outcome:
     retrieved: list[tuple[str, int, int]]  # (document id, start, end) of every passage read
     abstained: bool | None = None  # SpanQA under its own calibration; None: not applicable
     timing_ms: dict | None = None
+    passages_read: int | None = None
 
 
 class SpanQASystem:
@@ -160,7 +164,8 @@ class SpanQASystem:
             answer=r.answers[0].text if r.answers else "",
             retrieved=[(h.document_id, h.start, h.end) for h in r.passages],
             abstained=not r.answers or r.answers[0].confidence < self.threshold,
-            timing_ms={k: r.timing_ms[k] for k in ("retrieve", "read")})
+            timing_ms={k: r.timing_ms[k] for k in ("retrieve", "read")},
+            passages_read=r.passages_read)
 
 
 class HaystackSystem:
@@ -225,6 +230,7 @@ def summarise(records: list[dict]) -> dict:
                               if answered else None)
         for part in ("retrieve", "read"):
             out[f"{part}_p50_ms"] = float(np.median([r["timing_ms"][part] for r in records]))
+        out["passages_read_mean"] = float(np.mean([r["passages_read"] for r in records]))
     return out
 
 
@@ -240,14 +246,14 @@ def compare(results: dict, peer: str, ours: str, depths: list[int]) -> dict:
 
 
 def table(results: dict, systems: list[str], depths: list[int]) -> str:
-    rows = ["system        depth     EM     F1  gold@k  abstain  EM(ans)   p50 ms   p95 ms"]
+    rows = ["system         depth     EM     F1  gold@k  abstain  EM(ans)   p50 ms   p95 ms"]
     for k in depths:
         for name in systems:
             r = results["systems"][name][str(k)]
             abstain = f"{r['abstain_rate']:6.1f}%" if "abstain_rate" in r else "      -"
             em_ans = (f"{r['em_answered']:7.1f}" if r.get("em_answered") is not None
                       else "      -")
-            rows.append(f"{name:<12} {k:6d} {r['em']:6.1f} {r['f1']:6.1f} "
+            rows.append(f"{name:<14} {k:4d} {r['em']:6.1f} {r['f1']:6.1f} "
                         f"{r['gold_retrieved']:6.1f}  {abstain}  {em_ans} "
                         f"{r['p50_ms']:8.1f} {r['p95_ms']:8.1f}")
     for key, c in results.get("comparison", {}).items():
@@ -279,7 +285,7 @@ def main() -> None:
                         help="a seeded random sample of N dev questions (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the question sample")
     parser.add_argument("--depths", default="1,5,20", help="retrieval depths (passages read)")
-    parser.add_argument("--systems", default="spanqa,haystack",
+    parser.add_argument("--systems", default="spanqa,spanqa-readall,haystack",
                         help=f"comma-separated, from {', '.join(SYSTEMS)}")
     parser.add_argument("--index", default=str(DEFAULT_INDEX),
                         help="the retrieval benchmark's index (built here when missing)")
@@ -311,11 +317,15 @@ def main() -> None:
     own = Calibration.load(reader_dir)
     qa = QA(retriever, reader, calibration=dataclasses.replace(own, threshold=0.0),
             max_passages_shown=max(depths))
+    qa_read_all = QA(retriever, reader, calibration=qa.calibration,
+                     max_passages_shown=max(depths), adaptive=False)
     spanqa_setup = time.perf_counter() - began
     runners: dict = {}
     for name in systems:
         if name == "spanqa":
             runners[name] = SpanQASystem(qa, "hybrid", own.threshold)
+        elif name == "spanqa-readall":
+            runners[name] = SpanQASystem(qa_read_all, "hybrid", own.threshold)
         elif name == "spanqa-bm25":
             runners[name] = SpanQASystem(qa, "bm25", own.threshold)
         else:
@@ -354,7 +364,8 @@ def main() -> None:
                 records[name][k].append({
                     "seconds": seconds, "em": em, "f1": f1,
                     "hit": any(is_hit(q, *r) for r in outcome.retrieved),
-                    "abstained": outcome.abstained, "timing_ms": outcome.timing_ms})
+                    "abstained": outcome.abstained, "timing_ms": outcome.timing_ms,
+                    "passages_read": outcome.passages_read})
         if (i + 1) % 25 == 0 or i + 1 == len(questions):
             print(f"{i + 1}/{len(questions)} questions, {time.perf_counter() - began:.0f} s",
                   flush=True)
@@ -363,13 +374,19 @@ def main() -> None:
                           for s in systems}
     results["comparison"] = {}
     if "haystack" in systems:
-        for ours in ("spanqa", "spanqa-bm25"):
+        for ours in ("spanqa", "spanqa-readall", "spanqa-bm25"):
             if ours in systems:
                 results["comparison"][f"haystack_vs_{ours}"] = compare(
                     results, "haystack", ours, depths)
     results["wall_seconds"] = time.perf_counter() - began
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["question_ids"] = [q["id"] for q in questions]
+    results["records"] = {s: {str(k): [{"em": r["em"], "f1": r["f1"], "hit": r["hit"],
+                                        "ms": round(r["seconds"] * 1000, 1),
+                                        "abstained": r["abstained"],
+                                        "passages_read": r["passages_read"]}
+                                       for r in records[s][k]] for k in depths}
+                          for s in systems}
     print(table(results, systems, depths))
     out = Path(args.results) / "e2e.json"
     out.parent.mkdir(parents=True, exist_ok=True)

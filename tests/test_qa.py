@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.calibrate import calibrate
+from api.calibrate import Observed, calibrate, choose_early_stop, simulate_adaptive
 from api.calibration import (
     Calibration,
     choose_threshold,
@@ -123,6 +123,26 @@ def test_abstains_below_the_threshold_with_passages_and_handoff(corpus, reader, 
     assert payload["handoff"] is True and payload["passages"][0]["passage_id"]
 
 
+def test_adaptive_reading_stops_early_only_when_confident(corpus, reader, embedder):
+    question = "Where does the Amazon river flow?"
+    qa = make_qa(corpus, reader, embedder, threshold=0.0, fitted=True, early_stop=1.01)
+    qa.first_read = 2
+    retrieved = len(qa.retriever.search(question, qa.retrieval_k))
+    assert retrieved > 2
+    unsure = qa.ask(question, top_k=20)
+    assert unsure.passages_read == retrieved  # never confident enough: reads everything
+    qa.adaptive = False
+    read_all = qa.ask(question, top_k=20)
+    assert [(a.text, a.passage_id) for a in unsure.answers] == [
+        (a.text, a.passage_id) for a in read_all.answers]
+    qa.adaptive, qa.calibration.early_stop = True, 0.0
+    sure = qa.ask(question, top_k=20)
+    assert sure.passages_read == 2
+    assert {a.passage_rank for a in sure.answers} <= {1, 2}
+    qa.calibration.fitted = False  # uncalibrated confidences mean nothing: read everything
+    assert qa.ask(question).passages_read == retrieved
+
+
 def test_bad_questions_are_refused(corpus, reader, embedder):
     qa = make_qa(corpus, reader, embedder)
     with pytest.raises(ValueError, match="empty"):
@@ -209,6 +229,19 @@ def test_abstention_follows_the_top_answer_as_the_threshold_was_tuned(corpus, re
     result = qa.ask("Where does the Amazon river flow?", top_k=20)
     assert not result.handoff and result.answers[0].text == answers[0].text
     assert all(a.confidence >= answers[0].confidence for a in result.answers)
+
+
+def test_early_stop_is_the_lowest_level_that_keeps_read_all_accuracy():
+    easy = [Observed([(10.0, 5.0, 1, "a")], ["a"]) for _ in range(10)]
+    # The best span of a hard question is in passage 10; passage 1 offers a weak wrong one.
+    hard = [Observed([(1.0, 0.0, 1, "x"), (12.0, 5.0, 10, "b")], ["b"]) for _ in range(10)]
+    calibration = Calibration(score_weight=1.0, margin_weight=0.0, bias=-5.0, fitted=True)
+    level = choose_early_stop(easy + hard, calibration)
+    assert level == 0.05  # 0.0 would stop on the hard ones (confidence 0.018) too
+    calibration.early_stop = level
+    sim = simulate_adaptive(easy + hard, calibration)
+    assert sim["stopped_early"] == 0.5
+    assert sim["top1_accuracy_adaptive"] == sim["top1_accuracy_read_all"] == 1.0
 
 
 def test_calibrate_fits_saves_and_is_loaded_with_the_reader(tmp_path, squad_dir, tiny_model,
