@@ -13,6 +13,7 @@ from api.demo import add_parser as add_demo_parser
 from api.logs import quieten_libraries
 from api.serve_cli import add_parser as add_serve_parser
 from indexer.cli import add_parser as add_index_parser
+from pretrain.cli import add_parser as add_pretrain_parser
 from reader.cli import add_parser as add_reader_parser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ask_parser(sub)
     add_demo_parser(sub)
     add_serve_parser(sub)
+    add_pretrain_parser(sub)
     return parser
 
 

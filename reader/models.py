@@ -81,7 +81,7 @@ def is_cased(name_or_path: str) -> bool | None:
     return None
 
 
-def _offline_hint(name: str, exc: Exception) -> ModelLoadError:
+def offline_error(name: str, exc: Exception) -> ModelLoadError:
     return ModelLoadError(
         f"Could not load {name!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}\n"
         "The Hugging Face hub may be unreachable (offline machine, proxy or firewall). "
@@ -116,7 +116,7 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
     except ModelLoadError:
         raise
     except (OSError, ValueError) as exc:
-        raise _offline_hint(name, exc) from exc
+        raise offline_error(name, exc) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"{name}: a fast tokenizer is needed for character offsets")
     if cased and getattr(tokenizer, "do_lower_case", False):
@@ -133,7 +133,7 @@ def load_qa_model(name_or_path: str | Path, **overrides) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(name, **overrides)
         model = AutoModelForQuestionAnswering.from_pretrained(name, config=config)
     except (OSError, ValueError) as exc:
-        raise _offline_hint(name, exc) from exc
+        raise offline_error(name, exc) from exc
     if _fresh_head(name):
         log.info("%s has no span head: a new one is initialised for fine-tuning", name)
     return model

@@ -9,6 +9,7 @@ uninterrupted single-process run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -153,20 +155,22 @@ def step_batches(cfg: TrainConfig, lengths: list[int], epoch: int, parts: int) -
 
 
 def split_step_batch(batch: list[int], grad_accum: int, rank: int, world: int) -> list[list[int]]:
-    """This process's share of each accumulation step: contiguous chunks (similar lengths),
-    dealt out round-robin over the processes."""
-    size = math.ceil(len(batch) / grad_accum)
-    return [batch[lo : lo + size][rank::world] for lo in range(0, len(batch), size)]
+    """This process's share of each accumulation step: `grad_accum` contiguous chunks
+    (similar lengths) of sizes that differ by at most one, dealt out round-robin over the
+    processes. Batches hold at least grad_accum * world windows (`step_batches`), so no
+    process ever gets an empty chunk, which would leave DDP waiting for it."""
+    bounds = [k * len(batch) // grad_accum for k in range(grad_accum + 1)]
+    return [batch[lo:hi][rank::world] for lo, hi in itertools.pairwise(bounds)]
 
 
-def _rng_state(device: torch.device) -> dict:
+def rng_state(device: torch.device) -> dict:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict, device: torch.device) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
@@ -175,7 +179,7 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 _RESUMABLE_CHANGES = {"resume", "progress", "out", "device", "log_every"}
 
 
-def _check_same_run(cfg: TrainConfig, stored: dict) -> None:
+def check_same_run(cfg: Any, stored: dict) -> None:
     """Resuming with other settings would not finish as the original run: refuse it."""
     changed = {k: (stored.get(k), v) for k, v in asdict(cfg).items()
                if k not in _RESUMABLE_CHANGES and k in stored and stored[k] != v}
@@ -268,14 +272,14 @@ def train(cfg: TrainConfig) -> dict:
     best: dict = {"selection_f1": -1.0}
     history: list[dict] = []
     if resume_from is not None:
-        _check_same_run(cfg, read_meta(resume_from).get("train_args", {}))
+        check_same_run(cfg, read_meta(resume_from).get("train_args", {}))
         state = load_trainer_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
         best, history = state["best"], state["history"]
-        _set_rng_state(state["rng"][env.rank % len(state["rng"])], device)
+        set_rng_state(state["rng"][env.rank % len(state["rng"])], device)
         if env.main:
             log.info("resumed from %s at step %d", resume_from, step)
     metrics_log = MetricsLog(out / "metrics.jsonl", env.main, step if resume_from else None)
@@ -301,10 +305,10 @@ def train(cfg: TrainConfig) -> dict:
                                 {**meta, "scores": scores, "threshold": result.threshold})
                 result.write(out / "best")
             plot_curves(out / "metrics.jsonl", out / "curves.png")
-        rng = [_rng_state(device)]
+        rng = [rng_state(device)]
         if env.world > 1:
             rng = [None] * env.world
-            dist.all_gather_object(rng, _rng_state(device))
+            dist.all_gather_object(rng, rng_state(device))
         if env.main:
             state = {
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -319,71 +323,72 @@ def train(cfg: TrainConfig) -> dict:
     began = time.perf_counter()
     eval_seconds = 0.0
     seen, loss_sum, loss_n, window_t, window_seen = 0, 0.0, 0, time.perf_counter(), 0
+    batches, batches_epoch = [], -1
     while step < total_steps:
-        batches = step_batches(cfg, lengths, epoch, parts)
-        while next_batch < len(batches) and step < total_steps:
-            step_batch = batches[next_batch]
-            chunks = split_step_batch(step_batch, cfg.grad_accum, env.rank, env.world)
-            for k, local in enumerate(chunks):
-                batch = {key: v.to(device) for key, v in collate(
-                    feats, local, tokenizer.pad_token_id, pad_to).items()}
-                last_chunk = k == len(chunks) - 1
-                sync = ddp_model.no_sync() if env.world > 1 and not last_chunk else None
-                with sync or contextlib.nullcontext(), autocast(device, dtype):
-                    out_ = ddp_model(input_ids=batch["input_ids"],
-                                     token_type_ids=batch["token_type_ids"],
-                                     attention_mask=batch["attention_mask"])
-                    loss = span_loss(out_.start_logits, out_.end_logits,
-                                     batch["start_positions"], batch["end_positions"],
-                                     batch["attention_mask"])
-                    # DDP averages over processes: this makes the result the global mean.
-                    scaler.scale(loss * env.world / len(step_batch)).backward()
-                loss_sum += loss.item()
-                loss_n += len(local)
-            seen += len(step_batch)
-            window_seen += len(step_batch)
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            next_batch += 1
-            if next_batch >= len(batches):
-                epoch, next_batch = epoch + 1, 0
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == total_steps:
-                if env.world > 1:  # log the loss of the global batch, not of this process
-                    totals = torch.tensor([loss_sum, loss_n], dtype=torch.float64)
-                    dist.all_reduce(totals)
-                    loss_sum, loss_n = totals[0].item(), int(totals[1].item())
-                now = time.perf_counter()
-                rate = window_seen / max(now - window_t, 1e-9)
-                lr = scheduler.get_last_lr()[0]
-                record = {"type": "train", "step": step, "epoch": round(step / steps_per_epoch, 4),
-                          "loss": loss_sum / max(loss_n, 1), "lr": lr, "features_per_s": rate}
-                metrics_log.write(**record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}", fps=f"{rate:.1f}")
-                loss_sum, loss_n, window_t, window_seen = 0.0, 0, now, 0
-            at_eval = step % eval_every == 0 or step == total_steps
-            if at_eval or (cfg.save_steps and step % cfg.save_steps == 0):
-                result = None
-                paused = time.perf_counter()
-                if at_eval and dev_feats is not None and env.main:
-                    result = evaluate(model, tokenizer, dev_examples, fcfg, version=version,
-                                      features=dev_feats, batch_size=cfg.eval_batch_size,
-                                      n_best=cfg.n_best, max_answer_length=cfg.max_answer_length,
-                                      dtype=dtype)
-                    bar.write(f"step {step}: dev " + json.dumps(
-                        {k: round(v, 2) for k, v in result.metrics.items()
-                         if isinstance(v, float)}))
-                    model.train()
-                checkpoint(result)
-                if env.world > 1:
-                    dist.barrier()
-                eval_seconds += time.perf_counter() - paused
-                window_t += time.perf_counter() - paused
+        if batches_epoch != epoch:  # each epoch has its own order, a function of the seed
+            batches, batches_epoch = step_batches(cfg, lengths, epoch, parts), epoch
+        step_batch = batches[next_batch]
+        chunks = split_step_batch(step_batch, cfg.grad_accum, env.rank, env.world)
+        for k, local in enumerate(chunks):
+            batch = {key: v.to(device) for key, v in collate(
+                feats, local, tokenizer.pad_token_id, pad_to).items()}
+            last_chunk = k == len(chunks) - 1
+            sync = ddp_model.no_sync() if env.world > 1 and not last_chunk else None
+            with sync or contextlib.nullcontext(), autocast(device, dtype):
+                out_ = ddp_model(input_ids=batch["input_ids"],
+                                 token_type_ids=batch["token_type_ids"],
+                                 attention_mask=batch["attention_mask"])
+                loss = span_loss(out_.start_logits, out_.end_logits,
+                                 batch["start_positions"], batch["end_positions"],
+                                 batch["attention_mask"])
+                # DDP averages over processes: this makes the result the global mean.
+                scaler.scale(loss * env.world / len(step_batch)).backward()
+            loss_sum += loss.item()
+            loss_n += len(local)
+        seen += len(step_batch)
+        window_seen += len(step_batch)
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        next_batch += 1
+        if next_batch >= len(batches):
+            epoch, next_batch = epoch + 1, 0
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == total_steps:
+            if env.world > 1:  # log the loss of the global batch, not of this process
+                totals = torch.tensor([loss_sum, loss_n], dtype=torch.float64)
+                dist.all_reduce(totals)
+                loss_sum, loss_n = totals[0].item(), int(totals[1].item())
+            now = time.perf_counter()
+            rate = window_seen / max(now - window_t, 1e-9)
+            lr = scheduler.get_last_lr()[0]
+            record = {"type": "train", "step": step, "epoch": round(step / steps_per_epoch, 4),
+                      "loss": loss_sum / max(loss_n, 1), "lr": lr, "features_per_s": rate}
+            metrics_log.write(**record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}", fps=f"{rate:.1f}")
+            loss_sum, loss_n, window_t, window_seen = 0.0, 0, now, 0
+        at_eval = step % eval_every == 0 or step == total_steps
+        if at_eval or (cfg.save_steps and step % cfg.save_steps == 0):
+            result = None
+            paused = time.perf_counter()
+            if at_eval and dev_feats is not None and env.main:
+                result = evaluate(model, tokenizer, dev_examples, fcfg, version=version,
+                                  features=dev_feats, batch_size=cfg.eval_batch_size,
+                                  n_best=cfg.n_best, max_answer_length=cfg.max_answer_length,
+                                  dtype=dtype)
+                bar.write(f"step {step}: dev " + json.dumps(
+                    {k: round(v, 2) for k, v in result.metrics.items()
+                     if isinstance(v, float)}))
+                model.train()
+            checkpoint(result)
+            if env.world > 1:
+                dist.barrier()
+            eval_seconds += time.perf_counter() - paused
+            window_t += time.perf_counter() - paused
     bar.close()
     wall = time.perf_counter() - began
     if dev_feats is None and env.main:

@@ -1,0 +1,1 @@
+"""Domain-adaptive pretraining: SpanBERT's span masking and span boundary objective."""
