@@ -140,6 +140,7 @@ def main() -> None:
             entry["delta_f1_vs_none"] = entry["mean_f1"] - base["mean_f1"]
             entry["delta_em_vs_none"] = entry["mean_em"] - base["mean_em"]
     results["wall_seconds"] = time.perf_counter() - began
+    # A smoke run measures nothing: its file is ignored by git.
     out = Path(args.results) / ("pretrain-smoke.json" if args.smoke else "pretrain.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
