@@ -154,14 +154,18 @@ class QA:
         """
         began = time.perf_counter()
         retriever = self.retriever  # pinned: one generation for the whole batch
-        hits = []
         for r in requests:
             if not r.question.strip():
                 raise ValueError("the question is empty")
             if r.top_k < 1:
                 raise ValueError("top_k must be at least 1")
-            hits.append(retriever.search(r.question, r.retrieval_k or self.retrieval_k,
-                                         mode=r.mode or self.mode, filters=r.filters))
+        dense = [i for i, r in enumerate(requests) if (r.mode or self.mode) != "bm25"]
+        queries = dict(zip(dense, retriever.embed_questions(
+            [requests[i].question for i in dense]) if dense else [], strict=True))
+        hits = [retriever.search(r.question, r.retrieval_k or self.retrieval_k,
+                                 mode=r.mode or self.mode, filters=r.filters,
+                                 query=queries.get(i))
+                for i, r in enumerate(requests)]
         retrieved = time.perf_counter()
         questions = [r.question for r in requests]
         first = self.first_read if adaptive and self.calibration.fitted else None

@@ -27,16 +27,17 @@ from pretrain.corpus import Block, build_blocks, unigram_counts
 from pretrain.masking import IGNORE, MaskingConfig, UnigramSampler
 from pretrain.model import SpanBertPretrainer, load_mlm_model
 from reader.batching import random_batches
-from reader.checkpoint import load_trainer_state, read_meta, resolve_checkpoint, save_checkpoint
+from reader.checkpoint import resolve_checkpoint, save_checkpoint
 from reader.inference import autocast, autocast_dtype
 from reader.models import load_tokenizer
 from reader.plots import plot_curves
 from reader.train import (
     MetricsLog,
-    check_same_run,
+    data_parallel,
     optimizer_groups,
+    optimizer_step,
+    restore_trainer_state,
     rng_state,
-    set_rng_state,
     setup_distributed,
     split_step_batch,
 )
@@ -188,23 +189,14 @@ def pretrain(cfg: PretrainConfig) -> dict:
     step, epoch, next_batch, history = 0, 0, 0, []
     seen = {"tokens": 0, "mlm_targets": 0, "sbo_targets": 0, "seconds": 0.0}
     if resume_from is not None:
-        check_same_run(cfg, read_meta(resume_from).get("train_args", {}))
-        state = load_trainer_state(resume_from)
+        state = restore_trainer_state(resume_from, cfg, optimizer, scheduler, scaler, env,
+                                      device)
         if model.sbo is not None:
             model.sbo.load_state_dict(state["sbo"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
         step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
         seen, history = state["seen"], state["history"]
-        set_rng_state(state["rng"][env.rank % len(state["rng"])], device)
-        if env.main:
-            log.info("resumed from %s at step %d", resume_from, step)
     metrics_log = MetricsLog(out / "metrics.jsonl", env.main, step if resume_from else None)
-    ddp_model = model
-    if env.world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+    ddp_model = data_parallel(model, env, device)
     meta = {"train_args": asdict(cfg), "objective": "span masking + SBO" if cfg.sbo else
             f"{cfg.masking} masking (MLM only)", "blocks": len(train_blocks),
             "held_out_blocks": len(held)}
@@ -261,12 +253,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         seen["mlm_targets"] += mlm_n
         seen["sbo_targets"] += sbo_n
         window_blocks += len(step_batch)
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(model, optimizer, scheduler, scaler)
         step += 1
         next_batch += 1
         logged += 1

@@ -154,6 +154,43 @@ def step_batches(cfg: TrainConfig, lengths: list[int], epoch: int, parts: int) -
     return [b for b in batches if len(b) >= parts]
 
 
+def restore_trainer_state(path: Path, cfg: Any, optimizer: torch.optim.Optimizer,
+                          scheduler: Any, scaler: torch.amp.GradScaler, env: Dist,
+                          device: torch.device) -> dict:
+    """Resume from checkpoint `path`: refuse changed settings, restore the optimizer,
+    schedule, loss scale and this process's RNG; return the rest of the state (the loop's
+    own counters)."""
+    check_same_run(cfg, read_meta(path).get("train_args", {}))
+    state = load_trainer_state(path)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"][env.rank % len(state["rng"])], device)
+    if env.main:
+        log.info("resumed from %s at step %d", path, state["step"])
+    return state
+
+
+def data_parallel(model: torch.nn.Module, env: Dist, device: torch.device) -> torch.nn.Module:
+    """The model wrapped for DDP when torchrun started several processes; else itself."""
+    if env.world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: Any, scaler: torch.amp.GradScaler) -> None:
+    """Clip the gradient norm at 1.0, step (unscaling fp16 gradients first), advance the
+    learning rate, clear the gradients."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def split_step_batch(batch: list[int], grad_accum: int, rank: int, world: int) -> list[list[int]]:
     """This process's share of each accumulation step: `grad_accum` contiguous chunks
     (similar lengths) of sizes that differ by at most one, dealt out round-robin over the
@@ -272,23 +309,12 @@ def train(cfg: TrainConfig) -> dict:
     best: dict = {"selection_f1": -1.0}
     history: list[dict] = []
     if resume_from is not None:
-        check_same_run(cfg, read_meta(resume_from).get("train_args", {}))
-        state = load_trainer_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        state = restore_trainer_state(resume_from, cfg, optimizer, scheduler, scaler, env,
+                                      device)
         step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
         best, history = state["best"], state["history"]
-        set_rng_state(state["rng"][env.rank % len(state["rng"])], device)
-        if env.main:
-            log.info("resumed from %s at step %d", resume_from, step)
     metrics_log = MetricsLog(out / "metrics.jsonl", env.main, step if resume_from else None)
-
-    ddp_model = model
-    if env.world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    ddp_model = data_parallel(model, env, device)
     pad_to = cfg.max_seq_length if cfg.batching == "padded" else None
     meta = {"train_args": asdict(cfg), "version": version, "feature_config": asdict(fcfg)}
 
@@ -347,12 +373,7 @@ def train(cfg: TrainConfig) -> dict:
             loss_n += len(local)
         seen += len(step_batch)
         window_seen += len(step_batch)
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(model, optimizer, scheduler, scaler)
         step += 1
         next_batch += 1
         if next_batch >= len(batches):

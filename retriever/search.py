@@ -7,6 +7,7 @@ consistent set of SQLite rows, BM25 weights and vectors, whatever a writer does 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +90,9 @@ class Retriever:
         return self._embedder
 
     def search(self, question: str, top_k: int = 10, mode: str = "hybrid",
-               filters: Filters | None = None) -> list[Hit]:
+               filters: Filters | None = None, *, query: np.ndarray | None = None) -> list[Hit]:
+        """Top-k passages; `query`: the question's embedding when the caller already has it
+        (`embed_questions` embeds a batch of questions in one pass)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not question.strip():
@@ -104,7 +107,7 @@ class Retriever:
         if mode in ("bm25", "hybrid"):
             lists["bm25"] = self.bm25_top_k(question, depth, allowed)
         if mode in ("dense", "hybrid"):
-            lists["dense"] = self.dense_top_k(question, depth, allowed)
+            lists["dense"] = self.dense_top_k(question, depth, allowed, query=query)
         ranks = {name: {row: r for r, (row, _) in enumerate(hits, 1)}
                  for name, hits in lists.items()}
         if mode == "hybrid":
@@ -120,10 +123,14 @@ class Retriever:
         """(passage row, score) pairs, best first."""
         return self.bm25.top_k(tokenize(question), depth, allowed=allowed)
 
-    def dense_top_k(self, question: str, depth: int, allowed: np.ndarray | None = None
-                    ) -> list[tuple[int, float]]:
+    def embed_questions(self, questions: Sequence[str]) -> np.ndarray:
+        """Query embeddings, one row per question: one encoder pass for a whole batch."""
+        return self.embedder.encode([searchable_text("", q) for q in questions])
+
+    def dense_top_k(self, question: str, depth: int, allowed: np.ndarray | None = None,
+                    *, query: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(passage row, cosine) pairs, best first."""
-        query = self.embedder.encode([searchable_text("", question)])
+        query = self.embed_questions([question]) if query is None else query.reshape(1, -1)
         if allowed is None:
             scores, ids = self.faiss.search(query, min(depth, self.passages))
             return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

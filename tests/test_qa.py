@@ -24,7 +24,7 @@ from api.calibration import (
     expected_calibration_error,
     fit_platt,
 )
-from api.qa import QA, context_window
+from api.qa import QA, AskRequest, context_window
 from indexer.build import update_index
 from indexer.embedding import Embedder
 from reader.reader import Reader
@@ -86,6 +86,23 @@ def test_answers_point_at_their_passage_and_source_document(corpus, reader, embe
         assert 0.0 <= a.confidence <= 1.0
     scores = [a.score for a in result.answers]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_batch_of_questions_finds_what_each_finds_alone(corpus, reader, embedder):
+    """ask_many embeds its questions in one pass; the passages must not change."""
+    qa = make_qa(corpus, reader, embedder, threshold=0.0)
+    questions = ["Which river flows through Paris?", "What is the capital of Italy?",
+                 "Where does the Amazon flow?"]
+    requests = [AskRequest(q, 3, mode=m) for q, m in zip(questions, ("hybrid", "bm25", "dense"),
+                                                       strict=True)]
+    together = qa.ask_many(requests)
+    for request, batched in zip(requests, together, strict=True):
+        alone = qa.ask_many([request])[0]
+        assert [h.passage_id for h in batched.passages] == \
+            [h.passage_id for h in alone.passages]
+        assert [h.score for h in batched.passages] == pytest.approx(
+            [h.score for h in alone.passages], abs=1e-5)
+        assert [a.text for a in batched.answers] == [a.text for a in alone.answers]
 
 
 def test_spans_are_ranked_by_raw_logits_across_passages(corpus, reader, embedder):
