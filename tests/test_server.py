@@ -462,8 +462,10 @@ def test_a_job_waits_for_the_index_lock_held_by_another_writer(server, env, key)
         while not any("waiting for index lock" in m for m in messages):
             assert time.monotonic() < deadline, messages
             job = c.get(f"/v1/jobs/{r.json()['job_id']}").json()
-            assert job["status"] == "running", job
-            messages.append(job["message"])
+            # Queued behind an earlier job on a busy machine, then running: never done or
+            # failed while another writer holds the lock.
+            assert job["status"] in ("queued", "running"), job
+            messages.append(job["message"] or "")
             time.sleep(0.1)
     job = wait_job(c, r.json()["job_id"])
     assert job["status"] == "done" and job["report"]["added"] == 1
