@@ -20,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3, help="answers to show")
     p.add_argument("--retrieval-k", type=int, default=20, help="passages to read")
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid")
+    p.add_argument("--read-all", action="store_true",
+                   help="read every retrieved passage (default: the top 5 first, the rest "
+                        "only when no answer there reaches the calibration's early_stop)")
     p.add_argument("--path-prefix", help="only documents under this path")
     p.add_argument("--title", help="only documents with this title")
     p.add_argument("--tag", action="append", default=[], help="only documents with this tag")
@@ -49,7 +52,8 @@ def open_qa(index: str | None, reader: str | None, **kwargs) -> QA:
 def _run_ask(args: argparse.Namespace) -> int:
     from retriever.search import Filters
 
-    qa = open_qa(args.index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode)
+    qa = open_qa(args.index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode,
+                 adaptive=not args.read_all)
     filters = Filters(path_prefix=args.path_prefix, title=args.title, tags=tuple(args.tag))
     result = qa.ask(args.question, top_k=args.top_k, filters=filters or None)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json

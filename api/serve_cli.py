@@ -43,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="passages read per question (a request may ask for 1-100)")
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid",
                    help="default retrieval mode")
+    p.add_argument("--read-all", action="store_true",
+                   help="read every retrieved passage (default: the top 5 first, the rest "
+                        "only when no answer there reaches the calibration's early_stop)")
     p.add_argument("--uploads", default=None, help="where uploads are kept "
                    "(default <index>/../uploads)")
     p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")
@@ -187,7 +190,8 @@ def _prepare(args: argparse.Namespace):
     except KeyFileError as exc:
         print(f"spanqa: error: {exc}", file=sys.stderr)
         return None, None
-    qa, reader_name = load_qa(index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode)
+    qa, reader_name = load_qa(index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode,
+                              adaptive=not args.read_all)
     settings = Settings(
         index=index, keys_file=keys_file, protect_all=args.protect_all,
         uploads_dir=Path(args.uploads) if args.uploads else None,

@@ -145,7 +145,7 @@ def reader_batches(url: str) -> tuple[float, float]:
 
 class Server:
     def __init__(self, index: Path, reader: Path, keys: Path, retrieval_k: int, log: Path,
-                 port: int = 0):
+                 port: int = 0, read_all: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -153,6 +153,7 @@ class Server:
         command = [sys.executable, "-m", "api.cli", "serve", "--index", str(index),
                    "--reader", str(reader), "--host", "127.0.0.1", "--port", str(self.port),
                    "--retrieval-k", str(retrieval_k), "--keys", str(keys)]
+        command += ["--read-all"] if read_all else []
         self.process = subprocess.Popen(
             command, cwd=REPO, stdout=self.out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
@@ -498,6 +499,8 @@ def main() -> None:
     parser.add_argument("--upload-every", type=float, default=3.0,
                         help="seconds between two uploads in the mixed phase")
     parser.add_argument("--depths", default="5,10,20")
+    parser.add_argument("--read-all", action="store_true",
+                        help="serve with --read-all, so each depth is read in full")
     parser.add_argument("--mixed-depth", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1,
@@ -524,7 +527,7 @@ def main() -> None:
         keys = work / "keys.json"
         key = create_key(keys)
         server = Server(index, Path(args.reader), keys, max(args.depth_list),
-                        work / "server.log", args.port)
+                        work / "server.log", args.port, args.read_all)
         results["startup_seconds"] = server.wait_healthy()
         # Warm-up (not counted): the first asks load lazily and fill caches.
         with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S) as client:

@@ -288,11 +288,12 @@ def spanqa(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_ask_command_prints_json_and_text(corpus, tiny_model):
     done = spanqa("ask", "What is the capital of France?", "--index", str(corpus[0]),
-                  "--reader", str(tiny_model), "--json", "--top-k", "2")
+                  "--reader", str(tiny_model), "--json", "--top-k", "2", "--read-all")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["question"] == "What is the capital of France?"
     assert {"answers", "handoff", "passages", "timing_ms"} <= result.keys()
+    assert result["passages_read"] == len(result["passages"]) > 0
     text = spanqa("ask", "capital of France", "--index", str(corpus[0]), "--reader",
                   str(tiny_model))
     assert text.returncode == 0 and "Q: capital of France" in text.stdout
