@@ -70,8 +70,12 @@ def format_result(result: AskResult) -> str:
                   f"   source: {where} - {a.path} [chars {a.document_start}-{a.document_end}]",
                   f"   {a.context.marked}"]
     if result.handoff:
-        lines.append("No answer found with enough confidence (handoff: pass it to a person). "
-                     "Best passages:")
+        lines.append("No answer found with enough confidence (handoff: pass it to a person).")
+        if result.best_guess is not None:
+            g = result.best_guess
+            lines.append(f"Best guess, below the confidence threshold: {g.text!r} "
+                         f"(confidence {g.confidence:.0%}, {g.title})")
+        lines.append("Best passages:")
         for h in result.passages[:3]:
             snippet = h.text[:200].replace("\n", " ")
             lines.append(f"  - {h.title} ({h.path}): {snippet}...")

@@ -70,6 +70,9 @@ class AskResult:
     timing_ms: dict[str, float] = field(default_factory=dict)
     calibrated: bool = False
     passages_read: int = 0
+    # With handoff: the best span found, below the threshold. Not an answer; a lead for the
+    # person the question is handed to (and what a demo with a weak reader can show).
+    best_guess: SpanAnswer | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,13 +137,14 @@ class QA:
             # The rule the threshold was tuned with: the best-scored answer decides whether
             # to answer at all; then every answer that clears the threshold is shown.
             threshold = self.calibration.threshold
-            if not answers or answers[0].confidence < threshold:
-                answers = []
+            best_guess = None
+            if answers and answers[0].confidence < threshold:
+                answers, best_guess = [], answers[0]
             confident = [a for a in answers if a.confidence >= threshold]
             results.append(AskResult(
                 question=r.question, answers=confident[: r.top_k], handoff=not confident,
                 passages=hs[: self.max_passages_shown], calibrated=self.calibration.fitted,
-                passages_read=len(preds),
+                passages_read=len(preds), best_guess=best_guess,
                 timing_ms={**timing, "total": round((time.perf_counter() - began) * 1000, 2),
                            "batch_size": len(requests)}))
         return results

@@ -138,6 +138,16 @@ def test_abstains_below_the_threshold_with_passages_and_handoff(corpus, reader, 
     assert result.passages and "Rome" in result.passages[0].text
     payload = json.loads(json.dumps(result.to_dict()))
     assert payload["handoff"] is True and payload["passages"][0]["passage_id"]
+    # The best span is kept as a lead for the person, marked as below the threshold.
+    qa.calibration.threshold = 0.0
+    top = qa.ask("Which river flows through Rome?").answers[0]
+    qa.calibration.threshold = 1.01
+    guess = qa.ask("Which river flows through Rome?").best_guess
+    assert guess is not None and (guess.text, guess.passage_id) == (top.text, top.passage_id)
+    assert guess.confidence < qa.calibration.threshold
+    assert qa.ask("Which river flows through Rome?").answers == []
+    qa.calibration.threshold = 0.0
+    assert qa.ask("Which river flows through Rome?").best_guess is None
 
 
 def test_adaptive_reading_stops_early_only_when_confident(corpus, reader, embedder):

@@ -275,7 +275,14 @@ def test_no_answer_lists_the_best_passages(browser, servers, shoot):
     box = wait_for(browser, "#no-answer")
     shoot("web-no-answer")
     assert "No answer found" in box.text and "person" in box.text
-    assert browser.find_elements(By.CSS_SELECTOR, ".answer") == []
+    # No answer is given; the best span is shown apart, as a guess below the threshold.
+    assert browser.find_elements(By.CSS_SELECTOR, "ol.answers:not(.uncertain) .answer") == []
+    guesses = browser.find_elements(By.CSS_SELECTOR, "ol.uncertain .answer")
+    if expected["best_guess"] is None:
+        assert guesses == []
+    else:
+        assert len(guesses) == 1 and expected["best_guess"]["text"] in guesses[0].text
+        assert "below the confidence threshold" in browser.find_element(By.ID, "results").text
     passages = box.find_elements(By.CSS_SELECTOR, ".passage")
     assert [text_of(p.find_element(By.CSS_SELECTOR, ".title")) for p in passages] == \
         [p["title"] for p in expected["passages"]]

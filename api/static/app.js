@@ -356,10 +356,11 @@
         box.append(el("p", { class: "hint", text: "No passage matched the question either." }));
       }
       nodes.push(box);
-      if (answers.length) {
-        nodes.push(el("h3", { text: "Uncertain candidates" }));
-        const list = el("ol", { class: "answers" });
-        answers.forEach((a, i) => list.append(answerCard(result, a, i + 1)));
+      const guesses = answers.length ? answers : (result.best_guess ? [result.best_guess] : []);
+      if (guesses.length) {
+        nodes.push(el("h3", { text: "Best guess, below the confidence threshold" }));
+        const list = el("ol", { class: "answers uncertain" });
+        guesses.forEach((a, i) => list.append(answerCard(result, a, i + 1)));
         nodes.push(list);
       }
     } else {
