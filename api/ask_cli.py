@@ -21,8 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retrieval-k", type=int, default=20, help="passages to read")
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid")
     p.add_argument("--read-all", action="store_true",
-                   help="read every retrieved passage (default: the top 5 first, the rest "
-                        "only when no answer there reaches the calibration's early_stop)")
+                   help="read every retrieved passage (default, with a fitted calibration: "
+                        "the top 5 first, the rest only when no answer there reaches its "
+                        "early_stop confidence)")
     p.add_argument("--path-prefix", help="only documents under this path")
     p.add_argument("--title", help="only documents with this title")
     p.add_argument("--tag", action="append", default=[], help="only documents with this tag")

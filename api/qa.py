@@ -25,7 +25,7 @@ from api.calibration import Calibration
 from reader.metrics import normalize_answer
 from reader.postprocess import Prediction
 from reader.reader import Reader
-from retriever.search import Filters, Hit, Retriever
+from retriever.search import MODES, Filters, Hit, Retriever
 
 CONTEXT_CHARS = 150  # characters shown on each side of an answer
 
@@ -163,7 +163,10 @@ class QA:
                 raise ValueError("the question is empty")
             if r.top_k < 1:
                 raise ValueError("top_k must be at least 1")
-        dense = [i for i, r in enumerate(requests) if (r.mode or self.mode) != "bm25"]
+            if (r.mode or self.mode) not in MODES:
+                raise ValueError(f"mode must be one of {', '.join(MODES)}, got {r.mode!r}")
+        dense = [i for i, r in enumerate(requests)
+                 if (r.mode or self.mode) != "bm25" and retriever.passages]
         queries = dict(zip(dense, retriever.embed_questions(
             [requests[i].question for i in dense]) if dense else [], strict=True))
         hits = [retriever.search(r.question, r.retrieval_k or self.retrieval_k,

@@ -44,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid",
                    help="default retrieval mode")
     p.add_argument("--read-all", action="store_true",
-                   help="read every retrieved passage (default: the top 5 first, the rest "
-                        "only when no answer there reaches the calibration's early_stop)")
+                   help="read every retrieved passage (default, with a fitted calibration: "
+                        "the top 5 first, the rest only when no answer there reaches its "
+                        "early_stop confidence)")
     p.add_argument("--uploads", default=None, help="where uploads are kept "
                    "(default <index>/../uploads)")
     p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")

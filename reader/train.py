@@ -295,6 +295,9 @@ def train(cfg: TrainConfig) -> dict:
     lengths = feats.lengths
 
     steps_per_epoch = len(step_batches(cfg, lengths, 0, parts))
+    if not steps_per_epoch:
+        raise ValueError(f"{len(feats)} training windows cannot fill one step of {parts} "
+                         "(grad_accum x processes)")
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
 

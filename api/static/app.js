@@ -289,14 +289,14 @@
     return box;
   }
 
-  function answerCard(result, answer, rank) {
+  function answerCard(result, answer, rank, label = "Answer") {
     const meta = el("div", { class: "answer-meta" }, confidenceMeter(answer.confidence, result.calibrated));
     if (answer.occurrences > 1) {
       meta.append(el("span", { class: "occurrences", text: "found in " + answer.occurrences + " passages" }));
     }
     return el("li", { class: "answer", "data-passage-id": answer.passage_id },
       el("div", { class: "answer-head" },
-        el("span", { class: "rank", "aria-label": "Answer " + rank, text: String(rank) }),
+        el("span", { class: "rank", "aria-label": label + " " + rank, text: String(rank) }),
         el("p", { class: "answer-text", text: answer.text })),
       contextBlock(answer),
       sourceLine(answer),
@@ -360,7 +360,7 @@
       if (guesses.length) {
         nodes.push(el("h3", { text: "Best guess, below the confidence threshold" }));
         const list = el("ol", { class: "answers uncertain" });
-        guesses.forEach((a, i) => list.append(answerCard(result, a, i + 1)));
+        guesses.forEach((a, i) => list.append(answerCard(result, a, i + 1, "Guess below the threshold")));
         nodes.push(list);
       }
     } else {
