@@ -34,10 +34,10 @@ from reader.plots import plot_curves
 from reader.train import (
     MetricsLog,
     data_parallel,
+    gather_rng_states,
     optimizer_groups,
     optimizer_step,
     restore_trainer_state,
-    rng_state,
     setup_distributed,
     split_step_batch,
 )
@@ -210,10 +210,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
             bar.write(f"step {step}: held-out " + json.dumps(
                 {k: round(v, 4) for k, v in scores.items() if k.endswith("loss")}))
             plot_curves(out / "metrics.jsonl", out / "curves.png")
-        rng = [rng_state(device)]
-        if env.world > 1:
-            rng = [None] * env.world
-            dist.all_gather_object(rng, rng_state(device))
+        rng = gather_rng_states(env, device)
         if env.main:
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "scaler": scaler.state_dict(), "step": step, "epoch": epoch,

@@ -207,6 +207,15 @@ def rng_state(device: torch.device) -> dict:
     return state
 
 
+def gather_rng_states(env: Dist, device: torch.device) -> list[dict]:
+    """Every process's RNG state, by rank (a resumed process restores its own)."""
+    if env.world == 1:
+        return [rng_state(device)]
+    states: list = [None] * env.world
+    dist.all_gather_object(states, rng_state(device))
+    return states
+
+
 def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
@@ -334,10 +343,7 @@ def train(cfg: TrainConfig) -> dict:
                                 {**meta, "scores": scores, "threshold": result.threshold})
                 result.write(out / "best")
             plot_curves(out / "metrics.jsonl", out / "curves.png")
-        rng = [rng_state(device)]
-        if env.world > 1:
-            rng = [None] * env.world
-            dist.all_gather_object(rng, rng_state(device))
+        rng = gather_rng_states(env, device)
         if env.main:
             state = {
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
