@@ -77,6 +77,7 @@ class SharedEmbedder:
         self.inner = inner
         self.lock = threading.Lock()
         self.name = getattr(inner, "name", "")
+        self.backend = getattr(inner, "backend", "auto")
         self.dim = getattr(inner, "dim", 0)
         self.batch_size = getattr(inner, "batch_size", 64)
 
@@ -88,6 +89,11 @@ class SharedEmbedder:
         with self.lock:
             return self.inner.encode(texts, progress=progress)
 
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self.lock:
+            encode = getattr(self.inner, "encode_queries", self.inner.encode)
+            return encode(texts)
+
 
 class _JobEmbedder:
     """Embeds a job's passages in small turns, reporting progress, so a question's query
@@ -96,6 +102,7 @@ class _JobEmbedder:
     def __init__(self, shared: Any, job: Job, set_progress: Callable[[Job, dict], None]):
         self.shared, self.job, self.set_progress = shared, job, set_progress
         self.name = getattr(shared, "name", "")
+        self.backend = getattr(shared, "backend", "auto")
         self.dim = getattr(shared, "dim", 0)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

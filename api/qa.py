@@ -115,9 +115,8 @@ class QA:
         """Open the index's current generation if it changed; True when it did."""
         with self._reload_lock:
             current = self.retriever
-            fresh = Retriever(self.index, embedder=current._embedder, rrf_k=current.rrf_k,
-                              bm25_weight=current.bm25_weight,
-                              dense_weight=current.dense_weight, candidates=current.candidates)
+            fresh = Retriever(self.index, embedder=current._embedder, fusion=current.fusion,
+                              candidates=current.candidates)
             if fresh.generation == current.generation:
                 return False
             self.retriever = fresh

@@ -2,6 +2,8 @@
 
     python bench/retrieval.py                 # full: 1,726 paragraphs, 1,491 dev questions
     python bench/retrieval.py --limit 200     # quick look on the first 200 questions
+    python bench/retrieval.py --tune --compare-torch --index data/bench/retrieval-index
+                                              # what the README reports
 
 Corpus: every paragraph of ../shared/squad/train-v1.1.json and dev-v1.1.json, indexed with
 SpanQA's own indexer (one document per article, each paragraph its own section, so the
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -26,12 +29,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from rank_bm25 import BM25Okapi  # noqa: E402
 
-from indexer.build import update_index  # noqa: E402
+from indexer.build import IndexConfig, searchable_text, update_index  # noqa: E402
 from indexer.embedding import Embedder  # noqa: E402
 from indexer.readers import document_id, read_file  # noqa: E402
 from indexer.records import Skipped  # noqa: E402
 from indexer.store import iter_passage_rows, open_db  # noqa: E402
-from retriever.search import Retriever, rrf_fuse  # noqa: E402
+from retriever.search import Fusion, Retriever, convex_fuse, rrf_fuse  # noqa: E402
+from retriever.text import tokenize  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 FILES = ("train-v1.1.json", "dev-v1.1.json")
@@ -77,20 +81,61 @@ def score(hits_per_q: list[list[tuple[str, int, int]]], questions: list[dict]) -
 
 
 def tune_fusion(retriever: Retriever, passages: list[dict], train_file: Path) -> dict:
-    """Grid over bm25 weight and rrf k on the train questions (never the dev ones)."""
+    """Grid over both fusions on the train questions (never the dev ones): the BM25 share
+    of convex fusion, and the BM25 weight and k of reciprocal rank fusion."""
     questions = gold_spans(train_file)
-    lists = [{"bm25": retriever.bm25_top_k(q["question"], 100),
-              "dense": retriever.dense_top_k(q["question"], 100)} for q in questions]
+    texts = [q["question"] for q in questions]
+    queries = retriever.embed_questions(texts)
+    candidates = [(q, query, retriever.bm25_top_k(q, 100),
+                   retriever.dense_top_k(q, 100, query=query))
+                  for q, query in zip(texts, queries, strict=True)]
+
+    def located(fused: list[tuple[int, float]]) -> list[tuple[str, int, int]]:
+        return [(passages[row]["document_id"], passages[row]["start"], passages[row]["end"])
+                for row, _ in fused[:20]]
+
     grid = []
-    for weight in (1.0, 1.25, 1.5, 2.0, 3.0):
-        for k in (5, 10, 20, 40, 60, 100):
-            hits = [[(passages[row]["document_id"], passages[row]["start"], passages[row]["end"])
-                     for row, _ in rrf_fuse(found, {"bm25": weight, "dense": 1.0}, k)[:20]]
-                    for found in lists]
-            grid.append({"bm25_weight": weight, "rrf_k": k, **score(hits, questions)})
+    for share in (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6):
+        hits = []
+        for q, query, bm25, dense in candidates:
+            rows = np.array(sorted({r for r, _ in bm25} | {r for r, _ in dense}), np.int64)
+            scores = retriever.bm25.scores(tokenize(q))[rows]
+            cosine = np.asarray(retriever.vectors[rows]) @ query
+            hits.append(located(convex_fuse(scores, cosine, rows, share)))
+        grid.append({"fusion": "convex", "bm25_share": share, **score(hits, questions)})
+    for weight in (1.0, 1.5, 2.0):
+        for k in (5, 20, 60):
+            hits = [located(rrf_fuse({"bm25": bm25, "dense": dense},
+                                     {"bm25": weight, "dense": 1.0}, k))
+                    for _, _, bm25, dense in candidates]
+            grid.append({"fusion": "rrf", "bm25_weight": weight, "rrf_k": k,
+                         **score(hits, questions)})
     best = max(grid, key=lambda r: (r["recall@5"] + r["recall@1"], r["mrr@20"]))
-    return {"questions": len(questions), "grid": grid,
-            "best": {"bm25_weight": best["bm25_weight"], "rrf_k": best["rrf_k"]}}
+    settings = {k: best[k] for k in ("bm25_share", "bm25_weight", "rrf_k") if k in best}
+    return {"questions": len(questions), "grid": grid, "best": {"method": best["fusion"],
+                                                                **settings}}
+
+
+def embedding_speed(texts: list[str], backend: str, rounds: int = 3) -> dict:
+    """Passages/s of plain `SentenceTransformer.encode` (its defaults) and of SpanQA's
+    embedder on the same texts, the two taking turns in each round; medians."""
+    from sentence_transformers import SentenceTransformer
+
+    from indexer.embedding import resolve_embedder
+
+    plain = SentenceTransformer(resolve_embedder("minilm"), device="cpu")
+    ours = Embedder("minilm", backend=backend)
+    runs: dict[str, list[float]] = {"sentence_transformers": [], ours.backend: []}
+    for _ in range(rounds):
+        for name, encode in (("sentence_transformers",
+                              lambda: plain.encode(texts, normalize_embeddings=True)),
+                             (ours.backend, lambda: ours.encode(texts))):
+            began = time.perf_counter()
+            encode()
+            runs[name].append(len(texts) / (time.perf_counter() - began))
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    return {"passages": len(texts), "rounds": rounds, "passages_per_s": medians,
+            "runs": runs, "ratio": medians[ours.backend] / medians["sentence_transformers"]}
 
 
 def percentiles(times: list[float]) -> dict:
@@ -98,53 +143,84 @@ def percentiles(times: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=0, help="first N dev questions only")
-    parser.add_argument("--index", help="reuse (or keep) the index in this directory")
-    parser.add_argument("--results", default=str(REPO / "bench" / "results"))
-    parser.add_argument("--tune", action="store_true",
-                        help="tune the fusion (bm25 weight, rrf k) on the train questions")
-    args = parser.parse_args()
+def build(index: Path, backend: str) -> dict:
+    began = time.perf_counter()
+    report = update_index(index, add=[SQUAD / f for f in FILES], rebuild=True,
+                          config=IndexConfig(backend=backend))
+    return {"seconds": time.perf_counter() - began, "documents": report.documents,
+            "passages": report.passages, "backend": backend,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
-    index = Path(args.index or tempfile.mkdtemp(prefix="spanqa-bench-"))
-    embedder = Embedder("minilm")
-    results: dict = {}
-    if not (index / "CURRENT").exists():
-        began = time.perf_counter()
-        report = update_index(index, add=[SQUAD / f for f in FILES], rebuild=True,
-                              embedder=embedder)
-        results["build"] = {"seconds": time.perf_counter() - began, "documents": report.documents,
-                            "passages": report.passages,
-                            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                            / 1024}
-    questions = gold_spans(SQUAD / "dev-v1.1.json")
-    if args.limit:
-        questions = questions[: args.limit]
-    retriever = Retriever(index, embedder=embedder)
-    db = open_db(retriever.generation)
-    passages = list(iter_passage_rows(db))
-    results["corpus"] = {"passages": len(passages), "questions": len(questions)}
 
-    for mode in ("bm25", "dense", "hybrid"):
+def run_modes(retriever: Retriever, questions: list[dict], modes: dict[str, str]) -> dict:
+    results = {}
+    for name, mode in modes.items():
         hits, times = [], []
         for q in questions:
             t = time.perf_counter()
             found = retriever.search(q["question"], top_k=20, mode=mode)
             times.append(time.perf_counter() - t)
             hits.append([(h.document_id, h.start, h.end) for h in found])
-        results[mode] = {**score(hits, questions), **percentiles(times)}
-        print(mode, json.dumps(results[mode]), flush=True)
+        results[name] = {**score(hits, questions), **percentiles(times)}
+        print(name, json.dumps(results[name]), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=0, help="first N dev questions only")
+    parser.add_argument("--index", help="reuse (or keep) the index in this directory")
+    parser.add_argument("--results", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--backend", default="auto",
+                        help="embedding backend of the index (auto: int8 ONNX on a CPU)")
+    parser.add_argument("--tune", action="store_true",
+                        help="tune both fusions on the train questions")
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also build the index with PyTorch embeddings (INDEX-torch) and "
+                             "compare recall: what quantisation costs")
+    parser.add_argument("--speed-passages", type=int, default=400,
+                        help="passages in the side-by-side embedding speed test (0: skip)")
+    args = parser.parse_args()
+
+    index = Path(args.index or tempfile.mkdtemp(prefix="spanqa-bench-"))
+    results: dict = {}
+    if not (index / "CURRENT").exists():
+        results["build"] = build(index, args.backend)
+    questions = gold_spans(SQUAD / "dev-v1.1.json")
+    if args.limit:
+        questions = questions[: args.limit]
+    retriever = Retriever(index)
+    db = open_db(retriever.generation)
+    passages = list(iter_passage_rows(db))
+    results["corpus"] = {"passages": len(passages), "questions": len(questions),
+                         "backend": retriever.embedder_backend}
+
+    results |= run_modes(retriever, questions, {"bm25": "bm25", "dense": "dense",
+                                                "hybrid": "hybrid"})
+    rrf = Retriever(index, embedder=retriever.embedder, fusion=Fusion("rrf"))
+    results |= run_modes(rrf, questions, {"hybrid_rrf": "hybrid"})
 
     if args.tune:
         results["fusion_tuning"] = tune_fusion(retriever, passages, SQUAD / "train-v1.1.json")
         best = results["fusion_tuning"]["best"]
-        tuned = Retriever(index, embedder=embedder, rrf_k=best["rrf_k"],
-                          bm25_weight=best["bm25_weight"])
-        hits = [[(h.document_id, h.start, h.end) for h in tuned.search(q["question"], 20)]
-                for q in questions]
-        results["hybrid_tuned"] = {**score(hits, questions), **best}
-        print("hybrid_tuned", json.dumps(results["hybrid_tuned"]), flush=True)
+        tuned = Retriever(index, embedder=retriever.embedder, fusion=Fusion(**best))
+        results |= run_modes(tuned, questions, {"hybrid_tuned": "hybrid"})
+        results["hybrid_tuned"] |= best
+
+    if args.compare_torch:
+        reference = index.with_name(index.name + "-torch")
+        if not (reference / "CURRENT").exists():
+            results["build_torch"] = build(reference, "torch")
+        unquantised = Retriever(reference)
+        results["torch_index"] = run_modes(unquantised, questions,
+                                           {"dense": "dense", "hybrid": "hybrid"})
+
+    if args.speed_passages:
+        step = max(1, len(passages) // args.speed_passages)
+        texts = [searchable_text(p["title"], p["text"]) for p in passages[::step]]
+        results["embedding_speed"] = embedding_speed(texts[: args.speed_passages],
+                                                     args.backend)
+        print("embedding_speed", json.dumps(results["embedding_speed"]), flush=True)
 
     baseline = BM25Okapi([p["text"].lower().split() for p in passages])
     hits, times = [], []
@@ -158,19 +234,30 @@ def main() -> None:
     results["rank_bm25_plain"] = {**score(hits, questions), **percentiles(times)}
 
     rows = ["mode              R@1    R@5   R@20  MRR@20   p50 ms  p95 ms"]
-    for mode in ("rank_bm25_plain", "bm25", "dense", "hybrid"):
-        r = results[mode]
-        rows.append(f"{mode:<16} {r['recall@1']:5.1f}  {r['recall@5']:5.1f}  {r['recall@20']:5.1f}"
-                    f"  {r['mrr@20']:6.1f}  {r['p50_ms']:7.1f} {r['p95_ms']:7.1f}")
-    if "build" in results:
-        b = results["build"]
-        rows.append(f"build: {b['passages']} passages in {b['seconds']:.0f} s, "
-                    f"peak RSS {b['peak_rss_mb']:.0f} MB")
+    for mode in ("rank_bm25_plain", "bm25", "dense", "hybrid", "hybrid_rrf", "hybrid_tuned"):
+        if mode in results:
+            rows.append(_row(mode, results[mode]))
+    for mode, r in results.get("torch_index", {}).items():
+        rows.append(_row(f"{mode} (torch)", r))
+    for key in ("build", "build_torch"):
+        if key in results:
+            b = results[key]
+            rows.append(f"{key}: {b['passages']} passages in {b['seconds']:.0f} s "
+                        f"({b['backend']}), peak RSS {b['peak_rss_mb']:.0f} MB")
+    if "embedding_speed" in results:
+        e = results["embedding_speed"]
+        rows.append("embedding passages/s: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in e["passages_per_s"].items()) + f" ({e['ratio']:.2f}x)")
     print("\n".join(rows))
     out = Path(args.results) / "retrieval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out}; index in {index}")
+
+
+def _row(name: str, r: dict) -> str:
+    return (f"{name:<16} {r['recall@1']:5.1f}  {r['recall@5']:5.1f}  {r['recall@20']:5.1f}"
+            f"  {r['mrr@20']:6.1f}  {r['p50_ms']:7.1f} {r['p95_ms']:7.1f}")
 
 
 if __name__ == "__main__":

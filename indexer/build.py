@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from indexer import store
 from indexer.chunking import ChunkConfig, chunk_document
 from indexer.dense import build_faiss, save_faiss
-from indexer.embedding import DEFAULT_EMBEDDER, Embedder
+from indexer.embedding import DEFAULT_EMBEDDER, Embedder, resolve_backend, resolve_embedder
 from indexer.layout import IndexDir
 from indexer.readers import MAX_FILE_BYTES, iter_documents
 from indexer.records import Document, Passage, Skipped
@@ -40,6 +40,7 @@ BM25_DIR = "bm25"
 @dataclass(frozen=True)
 class IndexConfig:
     embedder: str = DEFAULT_EMBEDDER
+    backend: str = "auto"  # how passages are embedded; resolved and recorded at build time
     words: int = 200
     overlap: int = 30
     faiss: str = "auto"
@@ -92,7 +93,9 @@ def searchable_text(title: str, text: str) -> str:
 
 
 def read_manifest(generation: Path) -> dict:
-    return json.loads((generation / MANIFEST).read_text())
+    manifest = json.loads((generation / MANIFEST).read_text())
+    manifest["config"].setdefault("backend", "torch")  # indexes built before backends existed
+    return manifest
 
 
 def update_index(
@@ -117,12 +120,18 @@ def update_index(
         previous = None if rebuild or not layout.exists() else layout.current()
         if previous is not None:
             stored = IndexConfig(**read_manifest(previous)["config"])
+            if config is not None and config.backend == "auto":
+                config = replace(config, backend=stored.backend)
             if config is not None and config != stored:
                 raise ValueError(
                     f"the index was built with {stored}; rebuild it (`spanqa index build`) "
                     f"to change settings to {config}")
             config = stored
         config = config or IndexConfig()
+        if embedder is not None:
+            config = _matching(config, embedder)
+        elif config.backend == "auto":
+            config = replace(config, backend=resolve_backend("auto"))
         documents, passages, vectors = _load_previous(previous)
 
         removed = _remove(documents, passages, remove, report)
@@ -139,7 +148,7 @@ def update_index(
             fresh += chunk_document(doc, config.chunk)
         pieces = [vectors[kept]] if kept else []
         if fresh:
-            embedder = embedder or Embedder(config.embedder)
+            embedder = embedder or Embedder(config.embedder, backend=config.backend)
             pieces.append(embedder.encode(
                 [searchable_text(p.title, p.text) for p in fresh], progress=progress))
         report.embedded = len(fresh)
@@ -157,6 +166,21 @@ def update_index(
         report.documents, report.passages = len(documents), len(all_passages)
     report.seconds = time.perf_counter() - began
     return report
+
+
+def _matching(config: IndexConfig, embedder: Embedder) -> IndexConfig:
+    """The config with the given embedder's backend; refused if it names another model."""
+    backend = getattr(embedder, "backend", "auto")
+    if backend == "auto":  # an embedder that does not say: trust the caller
+        return config if config.backend != "auto" else replace(config, backend="torch")
+    if config.backend not in ("auto", backend):
+        raise ValueError(f"the index embeds with the {config.backend} backend; the embedder "
+                         f"given runs {backend}")
+    name = getattr(embedder, "name", "")
+    if name and resolve_embedder(config.embedder) != resolve_embedder(name):
+        raise ValueError(f"the index embeds with {config.embedder}; the embedder given is "
+                         f"{name}")
+    return replace(config, backend=backend)
 
 
 def _load_previous(previous: Path | None) -> tuple[dict[str, dict], list[Passage], np.ndarray]:

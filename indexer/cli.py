@@ -26,6 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--words", type=int, default=200, help="passage size in words")
     build.add_argument("--overlap", type=int, default=30, help="words shared by split passages")
     build.add_argument("--faiss", default="auto", choices=("auto", "flat", "hnsw", "ivf"))
+    build.add_argument("--embedder-backend", default="auto",
+                       choices=("auto", "torch", "onnx", "onnx-int8"),
+                       help="auto: ONNX Runtime with int8 weights on a CPU (faster), "
+                            "PyTorch on a GPU")
     build.add_argument("--max-file-mb", type=float, default=50.0)
     build.set_defaults(func=_run_update, rebuild=True)
 
@@ -51,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _index_arg(search)
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--mode", default="hybrid", choices=("bm25", "dense", "hybrid"))
+    search.add_argument("--fusion", default="convex", choices=("convex", "rrf"),
+                        help="hybrid: add normalised scores (convex) or reciprocal ranks (rrf)")
+    search.add_argument("--bm25-share", type=float, default=0.3,
+                        help="convex fusion: the weight of BM25 (the cosine gets the rest)")
     search.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
     search.add_argument("--path-prefix")
     search.add_argument("--title")
@@ -65,7 +73,7 @@ def _run_update(args: argparse.Namespace) -> int:
     config = None
     if args.rebuild:
         config = IndexConfig(embedder=args.embedder, words=args.words, overlap=args.overlap,
-                             faiss=args.faiss)
+                             faiss=args.faiss, backend=args.embedder_backend)
     report = update_index(args.index, add=args.paths, rebuild=args.rebuild, config=config,
                           max_file_bytes=int(args.max_file_mb * 1024 * 1024))
     print(report.table())
@@ -99,9 +107,10 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from retriever.search import Filters, Retriever, hits_json
+    from retriever.search import Filters, Fusion, Retriever, hits_json
 
-    retriever = Retriever(args.index, rrf_k=args.rrf_k)
+    fusion = Fusion(args.fusion, bm25_share=args.bm25_share, rrf_k=args.rrf_k)
+    retriever = Retriever(args.index, fusion=fusion)
     filters = Filters(args.path_prefix, args.title, tuple(args.tag))
     hits = retriever.search(args.question, args.top_k, args.mode, filters)
     if args.json:

@@ -21,26 +21,73 @@ def resolve_embedder(name: str) -> str:
     return name
 
 
+def resolve_backend(backend: str, device: str | None = None) -> str:
+    """`auto`: ONNX Runtime with int8 weights on a CPU (faster there), PyTorch on a GPU."""
+    from indexer.onnx_encoder import BACKENDS, onnx_available
+
+    if backend == "auto":
+        import torch
+
+        on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
+        return "torch" if on_gpu or not onnx_available() else "onnx-int8"
+    if backend not in BACKENDS:
+        raise ValueError(f"embedding backend must be auto or one of {', '.join(BACKENDS)}, "
+                         f"got {backend!r}")
+    return backend
+
+
 class Embedder:
-    """A sentence-transformers model on the GPU when there is one."""
+    """A sentence-transformers model: PyTorch (on the GPU when there is one) or ONNX Runtime.
+
+    The backend is part of an index's identity: passages and questions must be embedded by
+    the same one, so the index records it and the retriever asks for it.
+    """
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, device: str | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 64, backend: str = "auto"):
         from sentence_transformers import SentenceTransformer
 
         self.name = name
         self.batch_size = batch_size
-        self.model = SentenceTransformer(resolve_embedder(name), device=device)
+        self.backend = resolve_backend(backend, device)
+        self.model = SentenceTransformer(resolve_embedder(name),
+                                         device="cpu" if self.backend != "torch" else device)
         dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
         self.dim = int(dim())
+        self._onnx = None
+        if self.backend != "torch":
+            from indexer.onnx_encoder import OnnxSentenceEncoder
+
+            self._onnx = OnnxSentenceEncoder(self.model, quantize=self.backend == "onnx-int8")
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """float32 rows of unit length, one per text."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._encode_onnx(list(texts), progress)
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Like `encode`, but a question's vector never depends on the questions embedded
+        with it: int8 ONNX quantises activations with one scale per batch, so there each
+        question is embedded alone (questions are short: this costs little)."""
+        if self.backend != "onnx-int8" or len(texts) < 2:
+            return self.encode(texts)
+        return np.concatenate([self.encode([text]) for text in texts])
+
+    def _encode_onnx(self, texts: list[str], progress: bool) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        step = 1024  # chunks for the progress bar; the encoder batches within each
+        out = np.zeros((len(texts), self.dim), np.float32)
+        with tqdm(total=len(texts), desc="embed", unit="passage", disable=not progress) as bar:
+            for i in range(0, len(texts), step):
+                out[i:i + step] = self._onnx.encode(texts[i:i + step])
+                bar.update(len(texts[i:i + step]))
+        return out

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.build import IndexConfig, update_index
@@ -17,7 +18,8 @@ from indexer.embedding import Embedder
 from indexer.layout import IndexBusyError, IndexDir
 from indexer.readers import document_id
 from indexer.verify import verify_index
-from retriever.search import Filters, Retriever
+from retriever.search import Filters, Fusion, Retriever, convex_fuse
+from retriever.text import tokenize
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,7 +150,7 @@ def test_readers_keep_their_generation_while_a_new_one_is_published(tmp_path, em
     assert Retriever(index, embedder=embedder).search("New Delhi India", 1)[0].title == "india"
 
 
-@pytest.mark.parametrize("moment", ["Batches", "gen-000002"])
+@pytest.mark.parametrize("moment", ["embed:", "gen-000002"])
 def test_a_killed_update_leaves_the_previous_index_usable(tmp_path, squad_dir, embedder, moment):
     """SIGKILL an update while it embeds (its progress bar shows) or writes the generation."""
     docs = write_docs(tmp_path / "docs", DOCS)
@@ -201,3 +203,68 @@ def test_changing_settings_needs_a_rebuild(tmp_path, embedder):
     update_index(tmp_path / "idx", add=[docs], rebuild=True, embedder=embedder, progress=False)
     with pytest.raises(ValueError, match="rebuild"):
         update_index(tmp_path / "idx", add=[docs], config=IndexConfig(words=50), progress=False)
+
+
+def test_the_index_records_its_embedding_backend(tmp_path, embedder):
+    """Questions must be embedded like the passages were: the index says how, and an old
+    index (built before backends existed, with PyTorch) keeps being read as PyTorch."""
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = tmp_path / "idx"
+    update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    retriever = Retriever(index)
+    assert retriever.embedder_backend == embedder.backend == "onnx-int8"
+    assert retriever.embedder.backend == "onnx-int8"
+    assert retriever.search("capital of Spain", 1, "dense")[0].title == "Spain"
+
+    torch_embedder = Embedder("minilm", backend="torch")
+    with pytest.raises(ValueError, match="backend"):
+        update_index(index, add=[docs], embedder=torch_embedder, progress=False)
+
+    manifest_file = IndexDir(index).current() / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["config"]["backend"]
+    manifest_file.write_text(json.dumps(manifest))
+    assert Retriever(index).embedder_backend == "torch"
+    (docs / "extra.txt").write_text("Lisbon is the capital of Portugal.")
+    report = update_index(index, add=[docs], embedder=torch_embedder, progress=False)
+    assert report.embedded == 1
+    assert Retriever(index).embedder_backend == "torch"
+
+
+def test_convex_fusion_adds_normalised_bm25_and_cosine():
+    rows = np.array([7, 3, 5])
+    fused = convex_fuse(np.array([10.0, 5.0, 0.0]), np.array([0.2, 0.9, 0.5]), rows, 0.5)
+    assert [r for r, _ in fused] == [3, 7, 5]
+    assert [s for _, s in fused] == pytest.approx([0.5 * 0.5 + 0.45, 0.5 + 0.1, 0.25])
+    # No BM25 match at all: the cosine alone orders; equal scores go to the lower row.
+    assert [r for r, _ in convex_fuse(np.zeros(3), np.array([0.1, 0.1, 0.3]), rows, 0.3)] \
+        == [5, 3, 7]
+    with pytest.raises(ValueError, match="fusion"):
+        Fusion("max")
+    with pytest.raises(ValueError, match="bm25_share"):
+        Fusion(bm25_share=1.5)
+
+
+def test_hybrid_scores_every_candidate_by_both_retrievers(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    update_index(tmp_path / "idx", add=[docs], rebuild=True, embedder=embedder, progress=False)
+    retriever = Retriever(tmp_path / "idx", embedder=embedder, fusion=Fusion(bm25_share=0.4))
+    question = "Which river flows through Paris?"
+    hits = retriever.search(question, 10)
+    bm25 = retriever.bm25.scores(tokenize(question))
+    query = retriever.embed_questions([question])[0]
+    assert hits[0].title == "france" and len(hits) == 5  # every passage is a candidate
+    scores = []
+    for hit in hits:
+        (row,) = [r["row"] for r in retriever.db.query(
+            "select row from passages where id = ?", [hit.passage_id])]
+        expected = 0.4 * bm25[row] / bm25.max() + 0.6 * float(retriever.vectors[row] @ query)
+        assert hit.score == pytest.approx(expected, abs=1e-5)
+        scores.append(hit.score)
+    assert scores == sorted(scores, reverse=True)
+    rrf = Retriever(tmp_path / "idx", embedder=embedder, fusion=Fusion("rrf", rrf_k=60))
+    assert rrf.search(question, 1)[0].score == pytest.approx(2 / 61)  # first in both lists
+    run = spanqa("search", question, "--index", str(tmp_path / "idx"), "--fusion", "rrf",
+                 "--json", "--top-k", "1")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)[0]["score"] == pytest.approx(2 / 61)
