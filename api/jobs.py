@@ -85,6 +85,14 @@ class SharedEmbedder:
     def model(self) -> Any:
         return self.inner.model
 
+    def swap(self, inner: Any) -> None:
+        """Another embedder from now on (the index was rebuilt with another model)."""
+        with self.lock:
+            self.inner = inner
+            self.name = getattr(inner, "name", "")
+            self.backend = getattr(inner, "backend", "auto")
+            self.dim = getattr(inner, "dim", 0)
+
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         with self.lock:
             return self.inner.encode(texts, progress=progress)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from api.calibration import Calibration
+from indexer.embedding import Embedder
 from reader.metrics import normalize_answer
 from reader.postprocess import Prediction
 from reader.reader import Reader
@@ -115,10 +116,18 @@ class QA:
         """Open the index's current generation if it changed; True when it did."""
         with self._reload_lock:
             current = self.retriever
-            fresh = Retriever(self.index, embedder=current._embedder, fusion=current.fusion,
+            embedder = current._embedder
+            fresh = Retriever(self.index, embedder=embedder, fusion=current.fusion,
                               candidates=current.candidates)
             if fresh.generation == current.generation:
                 return False
+            if embedder is not None and not fresh.matches(embedder):
+                # Rebuilt with another embedding model or backend: questions must follow.
+                replacement = Embedder(fresh.embedder_name, backend=fresh.embedder_backend)
+                if hasattr(embedder, "swap"):
+                    embedder.swap(replacement)  # shared with the upload jobs: they follow too
+                else:
+                    fresh._embedder = replacement
             self.retriever = fresh
             return True
 

@@ -1,11 +1,12 @@
 """Retrieval benchmark: SQuAD-open recall of bm25, dense and hybrid against plain rank-bm25.
 
-    python bench/retrieval.py                 # full: 1,726 paragraphs, 1,491 dev questions
+    python bench/retrieval.py                 # full: 1,858 passages, 1,491 dev questions
     python bench/retrieval.py --limit 200     # quick look on the first 200 questions
     python bench/retrieval.py --tune --compare-torch --index data/bench/retrieval-index
                                               # what the README reports
 
-Corpus: every paragraph of ../shared/squad/train-v1.1.json and dev-v1.1.json, indexed with
+Corpus: every paragraph of ../shared/squad/train-v1.1.json and dev-v1.1.json (1,858
+passages), indexed with
 SpanQA's own indexer (one document per article, each paragraph its own section, so the
 chunker never merges paragraphs). A hit is a retrieved passage inside the question's gold
 paragraph that contains a gold answer span. Writes bench/results/retrieval.json.
@@ -34,8 +35,7 @@ from indexer.embedding import Embedder  # noqa: E402
 from indexer.readers import document_id, read_file  # noqa: E402
 from indexer.records import Skipped  # noqa: E402
 from indexer.store import iter_passage_rows, open_db  # noqa: E402
-from retriever.search import Fusion, Retriever, convex_fuse, rrf_fuse  # noqa: E402
-from retriever.text import tokenize  # noqa: E402
+from retriever.search import Fusion, Retriever, rrf_fuse  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 FILES = ("train-v1.1.json", "dev-v1.1.json")
@@ -98,10 +98,8 @@ def tune_fusion(retriever: Retriever, passages: list[dict], train_file: Path) ->
     for share in (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6):
         hits = []
         for q, query, bm25, dense in candidates:
-            rows = np.array(sorted({r for r, _ in bm25} | {r for r, _ in dense}), np.int64)
-            scores = retriever.bm25.scores(tokenize(q))[rows]
-            cosine = np.asarray(retriever.vectors[rows]) @ query
-            hits.append(located(convex_fuse(scores, cosine, rows, share)))
+            rows = np.array(sorted({r for r, _ in bm25} | {r for r, _ in dense}))
+            hits.append(located(retriever.convex(q, query, rows, share)))
         grid.append({"fusion": "convex", "bm25_share": share, **score(hits, questions)})
     for weight in (1.0, 1.5, 2.0):
         for k in (5, 20, 60):
@@ -148,7 +146,7 @@ def build(index: Path, backend: str) -> dict:
     report = update_index(index, add=[SQUAD / f for f in FILES], rebuild=True,
                           config=IndexConfig(backend=backend))
     return {"seconds": time.perf_counter() - began, "documents": report.documents,
-            "passages": report.passages, "backend": backend,
+            "passages": report.passages, "backend": Retriever(index).embedder_backend,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -219,7 +217,7 @@ def main() -> None:
         step = max(1, len(passages) // args.speed_passages)
         texts = [searchable_text(p["title"], p["text"]) for p in passages[::step]]
         results["embedding_speed"] = embedding_speed(texts[: args.speed_passages],
-                                                     args.backend)
+                                                     retriever.embedder_backend)
         print("embedding_speed", json.dumps(results["embedding_speed"]), flush=True)
 
     baseline = BM25Okapi([p["text"].lower().split() for p in passages])

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from indexer import store
 from indexer.chunking import ChunkConfig, chunk_document
 from indexer.dense import build_faiss, save_faiss
-from indexer.embedding import DEFAULT_EMBEDDER, Embedder, resolve_backend, resolve_embedder
+from indexer.embedding import DEFAULT_EMBEDDER, Embedder, resolve_embedder
 from indexer.layout import IndexDir
 from indexer.readers import MAX_FILE_BYTES, iter_documents
 from indexer.records import Document, Passage, Skipped
@@ -128,10 +128,11 @@ def update_index(
                     f"to change settings to {config}")
             config = stored
         config = config or IndexConfig()
+        if embedder is None and config.backend == "auto":
+            # What `auto` becomes depends on the model too (some cannot run on ONNX).
+            embedder = Embedder(config.embedder, backend="auto")
         if embedder is not None:
             config = _matching(config, embedder)
-        elif config.backend == "auto":
-            config = replace(config, backend=resolve_backend("auto"))
         documents, passages, vectors = _load_previous(previous)
 
         removed = _remove(documents, passages, remove, report)

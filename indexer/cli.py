@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--mode", default="hybrid", choices=("bm25", "dense", "hybrid"))
     search.add_argument("--fusion", default="convex", choices=("convex", "rrf"),
                         help="hybrid: add normalised scores (convex) or reciprocal ranks (rrf)")
-    search.add_argument("--bm25-share", type=float, default=0.3,
+    search.add_argument("--bm25-share", type=_share, default=0.3,
                         help="convex fusion: the weight of BM25 (the cosine gets the rest)")
     search.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
     search.add_argument("--path-prefix")
@@ -65,6 +65,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--tag", action="append", default=[])
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=_run_search)
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
 
 
 def _run_update(args: argparse.Namespace) -> int:

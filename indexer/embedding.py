@@ -59,7 +59,16 @@ class Embedder:
         if self.backend != "torch":
             from indexer.onnx_encoder import OnnxSentenceEncoder
 
-            self._onnx = OnnxSentenceEncoder(self.model, quantize=self.backend == "onnx-int8")
+            try:
+                self._onnx = OnnxSentenceEncoder(self.model,
+                                                 quantize=self.backend == "onnx-int8")
+            except (ValueError, RuntimeError) as error:
+                if backend != "auto":
+                    raise
+                log.warning("%s; embedding with PyTorch instead", error)
+                self.backend = "torch"
+                if device:
+                    self.model.to(device)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """float32 rows of unit length, one per text."""

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,6 +99,11 @@ def _pooling_mode(st_model) -> str:
         raise ValueError(f"the ONNX backend runs a transformer with pooling; this model is "
                          f"{' -> '.join(names)}: use the torch backend")
     config = modules[1].get_config_dict()
+    legacy = [m for m in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens",
+                          "weightedmean_tokens", "lasttoken") if config.get(f"pooling_mode_{m}")]
+    if len(legacy) > 1:
+        raise ValueError(f"the ONNX backend runs one pooling, not {legacy}: use the torch "
+                         "backend")
     mode = config.get("pooling_mode") or next(
         (m for m in POOLING if config.get(f"pooling_mode_{m}_token" if m == "cls" else
                                           f"pooling_mode_{m}_tokens")), None)
@@ -144,6 +150,9 @@ def _export_cached(st_model, quantize: bool, cache: Path) -> Path:
     if model_file.exists():
         return model_file
     cache.mkdir(parents=True, exist_ok=True)
+    for stale in cache.glob(".export-*"):  # left by a killed export an hour ago or more
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
     try:
         log.info("exporting the embedding model to ONNX (once per model) in %s", target)

@@ -16,7 +16,7 @@ import numpy as np
 from indexer import store
 from indexer.build import BM25_DIR, EMBEDDINGS, FAISS_FILE, read_manifest, searchable_text
 from indexer.dense import load_faiss
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, resolve_embedder
 from indexer.layout import IndexDir
 from retriever.bm25 import BM25Index
 from retriever.text import tokenize
@@ -88,6 +88,7 @@ def convex_fuse(bm25: np.ndarray, cosine: np.ndarray, rows: np.ndarray, share: f
                 ) -> list[tuple[int, float]]:
     """share * bm25 / max(bm25) + (1 - share) * cosine for each candidate row, best first
     (ties: lower row). `bm25` and `cosine` hold the scores of `rows`."""
+    bm25 = np.maximum(bm25, 0.0)  # rank-bm25's idf floor can go below 0 in tiny indexes
     top = float(bm25.max()) if bm25.size else 0.0
     fused = share * (bm25 / top if top > 0 else bm25) + (1.0 - share) * cosine
     order = np.lexsort((rows, -fused))
@@ -122,6 +123,13 @@ class Retriever:
         self.faiss = load_faiss(self.generation / FAISS_FILE) if self.passages else None
         self.vectors = np.load(self.generation / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
 
+    def matches(self, embedder) -> bool:
+        """Whether `embedder` embeds questions the way this index embedded its passages."""
+        backend = getattr(embedder, "backend", "auto")
+        name = getattr(embedder, "name", "")
+        return backend in ("auto", self.embedder_backend) and (
+            not name or resolve_embedder(name) == resolve_embedder(self.embedder_name))
+
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
@@ -152,7 +160,8 @@ class Retriever:
         ranks = {name: {row: r for r, (row, _) in enumerate(hits, 1)}
                  for name, hits in lists.items()}
         if mode == "hybrid" and self.fusion.method == "convex":
-            best = self._convex(question, query, lists)[:top_k]
+            rows = np.array(sorted({row for hits in lists.values() for row, _ in hits}))
+            best = self.convex(question, query, rows)[:top_k]
         elif mode == "hybrid":
             f = self.fusion
             best = rrf_fuse(lists, {"bm25": f.bm25_weight, "dense": f.dense_weight},
@@ -162,14 +171,15 @@ class Retriever:
         rows = store.passages_by_rows(self.db, [row for row, _ in best])
         return [self._hit(rows[row], score, ranks) for row, score in best]
 
-    def _convex(self, question: str, query: np.ndarray, lists: dict[str, list[tuple[int, float]]]
-                ) -> list[tuple[int, float]]:
-        """Both scores for every candidate either retriever found: the BM25 scores of the
-        dense list's passages and the cosines of the BM25 list's are computed exactly."""
-        rows = np.array(sorted({row for hits in lists.values() for row, _ in hits}), np.int64)
+    def convex(self, question: str, query: np.ndarray, rows: np.ndarray,
+               share: float | None = None) -> list[tuple[int, float]]:
+        """Convex fusion of the candidate `rows` (those either retriever found), with both
+        scores computed exactly: BM25 for the dense list's passages, cosines for BM25's."""
+        rows = np.asarray(rows, np.int64)
         bm25 = self.bm25.scores(tokenize(question))
         cosine = np.asarray(self.vectors[rows], np.float32) @ query.reshape(-1)
-        return convex_fuse(bm25[rows], cosine, rows, self.fusion.bm25_share)
+        share = self.fusion.bm25_share if share is None else share
+        return convex_fuse(bm25[rows], cosine, rows, share)
 
     def bm25_top_k(self, question: str, depth: int, allowed: np.ndarray | None = None
                    ) -> list[tuple[int, float]]:

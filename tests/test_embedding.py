@@ -95,6 +95,16 @@ def test_unsupported_models_are_refused_clearly(tiny_encoder_dir, tmp_path):
         resolve_backend("tensorrt")
 
 
+def test_auto_falls_back_to_pytorch_for_models_onnx_cannot_run(tiny_encoder_dir, tmp_path):
+    path = tmp_path / "max-pooling"
+    tiny_st(tiny_encoder_dir, "max").save(str(path))
+    embedder = Embedder(str(path), backend="auto")
+    assert embedder.backend == "torch"
+    assert embedder.encode(["some text"]).shape == (1, 32)
+    with pytest.raises(ValueError, match="torch backend"):
+        Embedder(str(path), backend="onnx-int8")
+
+
 def test_auto_backend_is_int8_onnx_on_cpu():
     assert resolve_backend("auto", "cpu") == "onnx-int8"
     assert resolve_backend("auto", "cuda") == "torch"

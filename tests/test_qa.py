@@ -313,3 +313,25 @@ def test_ask_without_any_reader_says_how_to_get_one(corpus, tmp_path):
     done = spanqa("ask", "capital?", "--index", str(corpus[0]), SPANQA_DATA=str(tmp_path))
     assert done.returncode == 2
     assert "spanqa demo" in done.stderr and "--reader" in done.stderr
+
+
+def test_reload_follows_an_index_rebuilt_with_another_embedding_backend(tmp_path, reader,
+                                                                       corpus):
+    """A running service whose index is rebuilt with another backend must embed its
+    questions (and its uploads) the new way, not keep the old model."""
+    from api.jobs import SharedEmbedder
+
+    index = tmp_path / "index"
+    old = Embedder("minilm", backend="torch")
+    update_index(index, add=[corpus[1]], rebuild=True, embedder=old, progress=False)
+    qa = QA(index, reader, calibration=Calibration(threshold=0.0))
+    shared = SharedEmbedder(old)
+    qa.retriever._embedder = shared
+    assert qa.retriever.embedder_backend == "torch"
+    update_index(index, add=[corpus[1]], rebuild=True,
+                 embedder=Embedder("minilm", backend="onnx-int8"), progress=False)
+    assert qa.reload()
+    assert qa.retriever.embedder_backend == "onnx-int8"
+    assert shared.backend == "onnx-int8" and shared.inner.backend == "onnx-int8"
+    assert qa.retriever.matches(shared)
+    assert qa.ask("Which river flows through Paris?").passages[0].title
