@@ -10,7 +10,7 @@ document per article, each paragraph its own section), indexed by SpanQA's own i
 cached in data/bench/retrieval-index. Each question is asked of the whole collection.
 
 Systems, all reading with the same weights (the reader benchmark's data/bench/epoch-v1.1):
-  spanqa        api.qa.QA, hybrid retrieval (BM25 + dense, RRF), the SpanQA default:
+  spanqa        api.qa.QA, hybrid retrieval (BM25 + dense, score fusion), the default:
                 adaptive reading (the top 5 passages first, the rest of the depth only
                 when no answer there reaches the calibration's early_stop confidence)
   spanqa-readall  the same reading every retrieved passage (adaptive=False)
@@ -72,7 +72,7 @@ DEFAULT_INDEX = REPO / "data" / "bench" / "retrieval-index"
 DEFAULT_READER = REPO / "data" / "bench" / "epoch-v1.1" / "best"
 # What still differs between the two readers once their settings are matched (in the JSON).
 DIFFERENCES = (
-    "retrieval: SpanQA hybrid (its BM25 + MiniLM dense, weighted RRF) vs Haystack's "
+    "retrieval: SpanQA hybrid (its BM25 + MiniLM dense, score fusion) vs Haystack's "
     "InMemoryDocumentStore BM25 (BM25L, its default) over the same passages",
     "windows: both max_seq_length and stride from the checkpoint's feature_config; SpanQA "
     "cuts questions at max_query_length and windows the context only (only_second), Haystack "
