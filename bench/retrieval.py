@@ -35,7 +35,8 @@ from indexer.embedding import Embedder  # noqa: E402
 from indexer.readers import document_id, read_file  # noqa: E402
 from indexer.records import Skipped  # noqa: E402
 from indexer.store import iter_passage_rows, open_db  # noqa: E402
-from retriever.search import Fusion, Retriever, rrf_fuse  # noqa: E402
+from retriever.search import Fusion, Retriever, convex_fuse, rrf_fuse  # noqa: E402
+from retriever.text import tokenize  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 FILES = ("train-v1.1.json", "dev-v1.1.json")
@@ -86,9 +87,13 @@ def tune_fusion(retriever: Retriever, passages: list[dict], train_file: Path) ->
     questions = gold_spans(train_file)
     texts = [q["question"] for q in questions]
     queries = retriever.embed_questions(texts)
-    candidates = [(q, query, retriever.bm25_top_k(q, 100),
-                   retriever.dense_top_k(q, 100, query=query))
-                  for q, query in zip(texts, queries, strict=True)]
+    candidates, scored = [], []
+    for q, query in zip(texts, queries, strict=True):
+        bm25 = retriever.bm25.scores(tokenize(q))
+        found = (retriever.bm25.top_k_of(bm25, 100), retriever.dense_top_k(q, 100, query=query))
+        rows = np.array(sorted({r for hits in found for r, _ in hits}), np.int64)
+        candidates.append(found)
+        scored.append((bm25[rows], np.asarray(retriever.vectors[rows]) @ query, rows))
 
     def located(fused: list[tuple[int, float]]) -> list[tuple[str, int, int]]:
         return [(passages[row]["document_id"], passages[row]["start"], passages[row]["end"])
@@ -96,16 +101,13 @@ def tune_fusion(retriever: Retriever, passages: list[dict], train_file: Path) ->
 
     grid = []
     for share in (0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6):
-        hits = []
-        for q, query, bm25, dense in candidates:
-            rows = np.array(sorted({r for r, _ in bm25} | {r for r, _ in dense}))
-            hits.append(located(retriever.convex(q, query, rows, share)))
+        hits = [located(convex_fuse(bm25, cosine, rows, share)) for bm25, cosine, rows in scored]
         grid.append({"fusion": "convex", "bm25_share": share, **score(hits, questions)})
     for weight in (1.0, 1.5, 2.0):
         for k in (5, 20, 60):
             hits = [located(rrf_fuse({"bm25": bm25, "dense": dense},
                                      {"bm25": weight, "dense": 1.0}, k))
-                    for _, _, bm25, dense in candidates]
+                    for bm25, dense in candidates]
             grid.append({"fusion": "rrf", "bm25_weight": weight, "rrf_k": k,
                          **score(hits, questions)})
     best = max(grid, key=lambda r: (r["recall@5"] + r["recall@1"], r["mrr@20"]))

@@ -228,6 +228,13 @@ class BM25Index:
         per document, restricts the candidates (metadata filters); fewer than ``k`` pairs
         come back when fewer documents are allowed.
         """
+        return self.top_k_of(self.scores(query_tokens), k, allowed)
+
+    def top_k_of(
+        self, scores: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """`top_k` over scores already computed by `scores` (a caller that needs them too
+        scores the query once)."""
         k = int(k)
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
@@ -238,7 +245,6 @@ class BM25Index:
                     f"allowed must be a boolean mask of shape ({len(self)},), "
                     f"got {allowed.dtype} {allowed.shape}"
                 )
-        scores = self.scores(query_tokens)
         # Fast path: when at least k allowed documents score above 0, the best k are among
         # them (every other document scores 0 or less), and selecting among the few documents
         # that share a term with the query is much cheaper than among all of them.

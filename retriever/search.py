@@ -152,7 +152,8 @@ class Retriever:
         depth = max(self.candidates, top_k)
         lists: dict[str, list[tuple[int, float]]] = {}
         if mode in ("bm25", "hybrid"):
-            lists["bm25"] = self.bm25_top_k(question, depth, allowed)
+            bm25 = self.bm25.scores(tokenize(question))
+            lists["bm25"] = self.bm25.top_k_of(bm25, depth, allowed)
         if mode in ("dense", "hybrid"):
             if query is None:
                 query = self.embed_questions([question])[0]
@@ -160,8 +161,9 @@ class Retriever:
         ranks = {name: {row: r for r, (row, _) in enumerate(hits, 1)}
                  for name, hits in lists.items()}
         if mode == "hybrid" and self.fusion.method == "convex":
-            rows = np.array(sorted({row for hits in lists.values() for row, _ in hits}))
-            best = self.convex(question, query, rows)[:top_k]
+            rows = np.array(sorted({row for hits in lists.values() for row, _ in hits}), np.int64)
+            cosine = np.asarray(self.vectors[rows], np.float32) @ query.reshape(-1)
+            best = convex_fuse(bm25[rows], cosine, rows, self.fusion.bm25_share)[:top_k]
         elif mode == "hybrid":
             f = self.fusion
             best = rrf_fuse(lists, {"bm25": f.bm25_weight, "dense": f.dense_weight},
@@ -170,16 +172,6 @@ class Retriever:
             best = lists[mode][:top_k]
         rows = store.passages_by_rows(self.db, [row for row, _ in best])
         return [self._hit(rows[row], score, ranks) for row, score in best]
-
-    def convex(self, question: str, query: np.ndarray, rows: np.ndarray,
-               share: float | None = None) -> list[tuple[int, float]]:
-        """Convex fusion of the candidate `rows` (those either retriever found), with both
-        scores computed exactly: BM25 for the dense list's passages, cosines for BM25's."""
-        rows = np.asarray(rows, np.int64)
-        bm25 = self.bm25.scores(tokenize(question))
-        cosine = np.asarray(self.vectors[rows], np.float32) @ query.reshape(-1)
-        share = self.fusion.bm25_share if share is None else share
-        return convex_fuse(bm25[rows], cosine, rows, share)
 
     def bm25_top_k(self, question: str, depth: int, allowed: np.ndarray | None = None
                    ) -> list[tuple[int, float]]:
