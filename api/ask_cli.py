@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reader.cli import add_backend_argument
+
 if TYPE_CHECKING:  # imported where used: `spanqa --help` stays fast
     from api.qa import QA, AskResult
 
@@ -28,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", help="only documents with this title")
     p.add_argument("--tag", action="append", default=[], help="only documents with this tag")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_backend_argument(p, "--reader-backend")
     p.set_defaults(func=_run_ask)
 
     c = sub.add_parser("calibrate", help="fit answer confidences and the abstention "
@@ -40,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--retrieval-k", type=int, default=20)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--dry-run", action="store_true", help="report, do not save")
+    add_backend_argument(c, "--reader-backend")
     c.set_defaults(func=_run_calibrate)
 
 
@@ -54,7 +58,7 @@ def _run_ask(args: argparse.Namespace) -> int:
     from retriever.search import Filters
 
     qa = open_qa(args.index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode,
-                 adaptive=not args.read_all)
+                 adaptive=not args.read_all, reader_backend=args.reader_backend)
     filters = Filters(path_prefix=args.path_prefix, title=args.title, tags=tuple(args.tag))
     result = qa.ask(args.question, top_k=args.top_k, filters=filters or None)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json
@@ -91,7 +95,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from reader.squad import load_squad
 
     reader = resolve_reader(args.reader)
-    qa = QA(args.index or default_index(), reader, retrieval_k=args.retrieval_k)
+    qa = QA(args.index or default_index(), reader, retrieval_k=args.retrieval_k,
+            reader_backend=args.reader_backend)
     examples, _ = load_squad(args.data)
     target = None if args.dry_run else reader
     if target is not None and not Path(target).is_dir():

@@ -98,14 +98,14 @@ class QA:
     def __init__(self, index: str | Path | Retriever, reader: str | Path | Reader, *,
                  calibration: Calibration | None = None, retrieval_k: int = 20,
                  mode: str = "hybrid", max_passages_shown: int = 5, first_read: int = 5,
-                 adaptive: bool = True):
+                 adaptive: bool = True, reader_backend: str = "auto"):
         self.index = index.generation.parent if isinstance(index, Retriever) else Path(index)
         self.retriever = index if isinstance(index, Retriever) else Retriever(index)
         if isinstance(reader, Reader):
             self.reader = reader
             self.calibration = calibration or Calibration()
         else:
-            self.reader = Reader.from_pretrained(reader)
+            self.reader = Reader.from_pretrained(reader, backend=reader_backend)
             self.calibration = calibration or Calibration.load(reader)
         self.retrieval_k, self.mode = retrieval_k, mode
         self.max_passages_shown = max_passages_shown

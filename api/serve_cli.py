@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from reader.cli import add_backend_argument
+
 log = logging.getLogger("spanqa.serve")
 
 
@@ -52,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")
     p.add_argument("--max-upload-mb", type=_positive(float, 0.001), default=50.0)
     p.add_argument("--max-json-kb", type=_positive(float, 1), default=1024.0)
+    add_backend_argument(p, "--reader-backend")
     p.set_defaults(func=run_serve)
 
     keys = sub.add_parser("keys", help="API keys for the HTTP API's write endpoints")
@@ -192,7 +195,8 @@ def _prepare(args: argparse.Namespace):
         print(f"spanqa: error: {exc}", file=sys.stderr)
         return None, None
     qa, reader_name = load_qa(index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode,
-                              adaptive=not args.read_all)
+                              adaptive=not args.read_all,
+                              reader_backend=args.reader_backend)
     settings = Settings(
         index=index, keys_file=keys_file, protect_all=args.protect_all,
         uploads_dir=Path(args.uploads) if args.uploads else None,

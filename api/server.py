@@ -686,7 +686,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
         return finite({
             "index": qa.retriever.stats(),
             "reader": {"name": settings.reader_name,
-                       "device": str(getattr(qa.reader, "device", ""))},
+                       "device": str(getattr(qa.reader, "device", "")),
+                       "backend": getattr(qa.reader, "backend", "torch")},
             "retrieval": {"mode": qa.mode, "retrieval_k": qa.retrieval_k},
             "calibration": calibration,
             "batching": batcher.stats(),

@@ -15,6 +15,8 @@ Systems, all reading with the same weights (the reader benchmark's data/bench/ep
                 when no answer there reaches the calibration's early_stop confidence)
   spanqa-readall  the same reading every retrieved passage (adaptive=False)
   spanqa-bm25   the default with BM25 only (to tell retrieval from reading apart)
+  spanqa-torch  the default with its reader run by PyTorch instead of ONNX Runtime fp32
+  spanqa-int8   the default with its reader run by ONNX Runtime with int8 weights
   haystack      Haystack: InMemoryDocumentStore holding the same passages (same ids and
                 texts), InMemoryBM25Retriever(top_k=depth) -> TransformersExtractiveReader
                 (local directory, offline, top_k=1, no_answer=False, max_seq_length and
@@ -67,7 +69,9 @@ from reader.metrics import squad_v1  # noqa: E402
 from reader.reader import Reader  # noqa: E402
 from retriever.search import Retriever  # noqa: E402
 
-SYSTEMS = ("spanqa", "spanqa-readall", "spanqa-bm25", "haystack")
+OURS = ("spanqa", "spanqa-readall", "spanqa-bm25", "spanqa-torch", "spanqa-int8")
+SYSTEMS = (*OURS, "haystack")
+OTHER_BACKENDS = {"spanqa-torch": "torch", "spanqa-int8": "onnx-int8"}  # reader backends
 DEFAULT_INDEX = REPO / "data" / "bench" / "retrieval-index"
 DEFAULT_READER = REPO / "data" / "bench" / "epoch-v1.1" / "best"
 # What still differs between the two readers once their settings are matched (in the JSON).
@@ -328,6 +332,11 @@ def main() -> None:
             runners[name] = SpanQASystem(qa_read_all, "hybrid", own.threshold)
         elif name == "spanqa-bm25":
             runners[name] = SpanQASystem(qa, "bm25", own.threshold)
+        elif name in OTHER_BACKENDS:
+            other = Reader.from_pretrained(reader_dir, backend=OTHER_BACKENDS[name])
+            runners[name] = SpanQASystem(
+                QA(retriever, other, calibration=qa.calibration,
+                   max_passages_shown=max(depths)), "hybrid", own.threshold)
         else:
             runners[name] = HaystackSystem(passages, reader_dir, feature_config,
                                            reader.batch_size, max(depths))
@@ -336,6 +345,7 @@ def main() -> None:
         "spanqa": {"max_seq_length": feature_config.max_seq_length,
                    "doc_stride": feature_config.doc_stride,
                    "max_query_length": feature_config.max_query_length,
+                   "reader_backend": reader.backend,
                    "batch_size": reader.batch_size, "n_best": reader.n_best,
                    "max_answer_length": reader.max_answer_length,
                    "calibration": dataclasses.asdict(own), "setup_seconds": spanqa_setup},
@@ -374,7 +384,7 @@ def main() -> None:
                           for s in systems}
     results["comparison"] = {}
     if "haystack" in systems:
-        for ours in ("spanqa", "spanqa-readall", "spanqa-bm25"):
+        for ours in OURS:
             if ours in systems:
                 results["comparison"][f"haystack_vs_{ours}"] = compare(
                     results, "haystack", ours, depths)

@@ -145,14 +145,15 @@ def reader_batches(url: str) -> tuple[float, float]:
 
 class Server:
     def __init__(self, index: Path, reader: Path, keys: Path, retrieval_k: int, log: Path,
-                 port: int = 0, read_all: bool = False):
+                 port: int = 0, read_all: bool = False, reader_backend: str = "auto"):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.out = open(log, "w")  # noqa: SIM115 (closed in stop())
         command = [sys.executable, "-m", "api.cli", "serve", "--index", str(index),
                    "--reader", str(reader), "--host", "127.0.0.1", "--port", str(self.port),
-                   "--retrieval-k", str(retrieval_k), "--keys", str(keys)]
+                   "--retrieval-k", str(retrieval_k), "--keys", str(keys),
+                   "--reader-backend", reader_backend]
         command += ["--read-all"] if read_all else []
         self.process = subprocess.Popen(
             command, cwd=REPO, stdout=self.out, stderr=subprocess.STDOUT,
@@ -493,6 +494,8 @@ def main() -> None:
     parser.add_argument("--index", default=str(DEFAULT_INDEX),
                         help="index to serve (copied first: the uploads go into the copy)")
     parser.add_argument("--reader", default=str(DEFAULT_READER))
+    parser.add_argument("--reader-backend", default="auto",
+                        help="passed to `spanqa serve --reader-backend` (which checks it)")
     parser.add_argument("--seconds", type=float, default=30, help="length of each load phase")
     parser.add_argument("--mixed-seconds", type=float, default=None,
                         help="length of the mixed phase (default 2 x --seconds)")
@@ -527,7 +530,7 @@ def main() -> None:
         keys = work / "keys.json"
         key = create_key(keys)
         server = Server(index, Path(args.reader), keys, max(args.depth_list),
-                        work / "server.log", args.port, args.read_all)
+                        work / "server.log", args.port, args.read_all, args.reader_backend)
         results["startup_seconds"] = server.wait_healthy()
         # Warm-up (not counted): the first asks load lazily and fill caches.
         with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S) as client:

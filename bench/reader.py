@@ -13,6 +13,11 @@ Phases:
   epoch   the issue's setting: 1 epoch, max_seq_length 256, doc_stride 64, batch 16,
           lr 1e-4, seed 42; EM/F1 on dev, features/s, wall times.
   budget  as many epochs as fit into the reference pipeline's wall time for one epoch.
+  inference  the epoch phase's reader (else the untrained model) evaluated by each
+          backend: windows/s on the same dev sample, interleaved (median), for the
+          reference (PyTorch, padded to max_seq_length, unsorted) and SpanQA's pipeline run
+          by PyTorch, ONNX Runtime fp32 and ONNX Runtime int8; then EM/F1 on the whole dev
+          set per backend, to show what int8 costs.
 Writes bench/results/reader-v{version}.json (merged across phases) and prints a table.
 """
 
@@ -32,15 +37,18 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from reader.evaluation import eval_features  # noqa: E402
+from reader.evaluation import eval_features, evaluate  # noqa: E402
 from reader.features import FeatureConfig  # noqa: E402
 from reader.inference import predict_logits  # noqa: E402
 from reader.models import load_qa_model, load_tokenizer  # noqa: E402
+from reader.onnx_span import OnnxSpanModel  # noqa: E402
+from reader.reader import Reader  # noqa: E402
 from reader.squad import load_squad  # noqa: E402
 from reader.train import TrainConfig, train  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 PIPELINES = ("padded", "random", "length")
+INFERENCE = ("reference (torch, padded)", "torch", "onnx", "onnx-int8")
 
 
 def peak_rss_mb() -> float:
@@ -58,6 +66,14 @@ def base_config(args, out: Path, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+def dev_sample(args, tokenizer, fcfg: FeatureConfig, size: int):
+    """A seeded random sample of dev windows, so its length mix is the dev set's."""
+    dev, _ = load_squad(SQUAD / f"dev-v{args.version}.json")
+    feats = eval_features(tokenizer, dev, fcfg)
+    pick = torch.randperm(len(feats), generator=torch.Generator().manual_seed(0))
+    return feats.subset(pick[:size].tolist())
+
+
 def phase_speed(args, results: dict) -> None:
     """Median training and evaluation features/s of the three pipelines, interleaved."""
     work = Path(args.work)
@@ -66,11 +82,7 @@ def phase_speed(args, results: dict) -> None:
     fcfg = FeatureConfig(256, 64, 64)
     tokenizer = load_tokenizer(args.model)
     model = load_qa_model(args.model)
-    dev, _ = load_squad(SQUAD / f"dev-v{args.version}.json")
-    dev_feats = eval_features(tokenizer, dev, fcfg)
-    # A seeded random sample, so its length mix is the dev set's.
-    pick = torch.randperm(len(dev_feats), generator=torch.Generator().manual_seed(0))
-    dev_feats = dev_feats.subset(pick[: args.eval_features].tolist())
+    dev_feats = dev_sample(args, tokenizer, fcfg, args.eval_features)
     for r in range(args.rounds):
         for pipeline in PIPELINES:
             # A seed per round: each round times different batches (lengths vary).
@@ -99,6 +111,44 @@ def phase_speed(args, results: dict) -> None:
         "train_ratio_vs_padded": med_t["length"] / med_t["padded"],
         "train_ratio_vs_dynamic": med_t["length"] / med_t["random"],
         "eval_ratio_vs_padded": med_e["length"] / med_e["padded"],
+    }
+
+
+def phase_inference(args, results: dict) -> None:
+    """Evaluation windows/s by backend, side by side; then EM/F1 on all of dev by backend."""
+    run = results.get("epoch", {}).get("run_dir")
+    source = str(Path(run) / "best") if run and (Path(run) / "best").is_dir() else args.model
+    torch_reader = Reader.from_pretrained(source, backend="torch")
+    tokenizer, fcfg = torch_reader.tokenizer, torch_reader.config
+    runners = {"reference (torch, padded)": torch_reader.model, "torch": torch_reader.model,
+               "onnx": OnnxSpanModel(torch_reader.model, tokenizer, quantize=False),
+               "onnx-int8": OnnxSpanModel(torch_reader.model, tokenizer, quantize=True)}
+    feats = dev_sample(args, tokenizer, fcfg, args.eval_features)
+    fps: dict[str, list[float]] = {name: [] for name in INFERENCE}
+    for r in range(args.rounds):
+        for name in INFERENCE:
+            kw = {"pad_to": fcfg.max_seq_length, "sort_by_length": False} \
+                if name.startswith("reference") else {}
+            began = time.perf_counter()
+            predict_logits(runners[name], feats, pad_id=tokenizer.pad_token_id,
+                           batch_size=64, **kw)
+            fps[name].append(len(feats) / (time.perf_counter() - began))
+            print(f"round {r}: eval {name:26s} {fps[name][-1]:.2f} windows/s", flush=True)
+    median = {name: statistics.median(v) for name, v in fps.items()}
+    reference = median[INFERENCE[0]]
+    dev, _ = load_squad(SQUAD / f"dev-v{args.version}.json")
+    quality = {}
+    for name in INFERENCE[1:]:
+        result = evaluate(runners[name], tokenizer, dev, fcfg, version=args.version,
+                          threshold=torch_reader.null_threshold,
+                          tune_threshold=torch_reader.null_threshold is None, batch_size=64)
+        quality[name] = result.summary()
+        print(f"dev by {name}: {result.summary()}", flush=True)
+    results["inference"] = {
+        "model": source, "eval_windows": len(feats), "rounds": args.rounds,
+        "windows_per_s": {n: {"median": median[n], "runs": fps[n]} for n in INFERENCE},
+        "ratio_vs_reference": {n: median[n] / reference for n in INFERENCE[1:]},
+        "dev": quality,
     }
 
 
@@ -170,6 +220,16 @@ def table(results: dict) -> str:
             rows.append((f"{name}: train / eval / wall s",
                          f"{r['train_seconds']:.0f} / {r['eval_seconds']:.0f} / "
                          f"{r['wall_seconds']:.0f}"))
+    if "inference" in results:
+        inf = results["inference"]
+        for name in INFERENCE:
+            ratio = inf["ratio_vs_reference"].get(name)
+            rows.append((f"eval windows/s, {name}",
+                         f"{inf['windows_per_s'][name]['median']:.2f}"
+                         + (f" ({ratio:.2f}x)" if ratio else "")))
+        for name, q in inf["dev"].items():
+            em, f1 = q.get("exact_match", q.get("exact")), q["f1"]
+            rows.append((f"dev EM / F1 read by {name}", f"{em:.2f} / {f1:.2f}"))
     rows.append(("peak RSS (MB)", f"{results.get('peak_rss_mb', 0):.0f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -178,7 +238,7 @@ def table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--version", choices=("1.1", "2.0"), default="1.1")
-    parser.add_argument("--phases", default="speed,epoch,budget")
+    parser.add_argument("--phases", default="speed,epoch,budget,inference")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--speed-steps", type=int, default=10)
@@ -194,7 +254,8 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.exists() else {}
     results["version"] = args.version
     for phase in args.phases.split(","):
-        {"speed": phase_speed, "epoch": phase_epoch, "budget": phase_budget}[phase](args, results)
+        {"speed": phase_speed, "epoch": phase_epoch, "budget": phase_budget,
+         "inference": phase_inference}[phase](args, results)
         results["peak_rss_mb"] = max(results.get("peak_rss_mb", 0), peak_rss_mb())
         out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

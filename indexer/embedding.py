@@ -62,10 +62,11 @@ class Embedder:
             try:
                 self._onnx = OnnxSentenceEncoder(self.model,
                                                  quantize=self.backend == "onnx-int8")
-            except (ValueError, RuntimeError) as error:
+            except Exception as error:  # ORT's errors, an unwritable cache, an odd model
                 if backend != "auto":
                     raise
-                log.warning("%s; embedding with PyTorch instead", error)
+                log.warning("ONNX Runtime cannot embed with this model (%s: %s); embedding "
+                            "with PyTorch instead", type(error).__name__, error)
                 self.backend = "torch"
                 if device:
                     self.model.to(device)

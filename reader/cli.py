@@ -55,6 +55,15 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_backend_argument(p: argparse.ArgumentParser, flag: str = "--backend") -> None:
+    from reader.onnx_export import BACKENDS
+
+    p.add_argument(flag, choices=("auto", *BACKENDS), default="auto",
+                   help="what computes the reader's logits: auto = ONNX Runtime fp32 on a CPU "
+                        "(PyTorch's answers, faster), PyTorch on a GPU; onnx-int8 is faster "
+                        "still for a little F1 (its scores move slightly with the batch)")
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a reader on a SQuAD dev file (official metrics)")
     p.add_argument("--model", required=True, help="run or checkpoint directory, or hub id")
@@ -65,6 +74,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="no-answer threshold (v2.0); default: the checkpoint's, then tuned")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-examples", type=int, default=0)
+    add_backend_argument(p)
     p.set_defaults(func=_run_evaluate)
 
 
@@ -73,14 +83,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from reader.reader import Reader
     from reader.squad import load_examples
 
-    reader = Reader.from_pretrained(args.model)
+    reader = Reader.from_pretrained(args.model, backend=args.backend)
     examples, report = load_examples(args.data, split="validation")
     print(report.summary(), file=sys.stderr)
     if args.max_examples:
         examples = examples[: args.max_examples]
     threshold = args.threshold if args.threshold is not None else reader.null_threshold
     result = evaluate(
-        reader.model, reader.tokenizer, examples, reader.config, version=report.version,
+        reader.runner, reader.tokenizer, examples, reader.config, version=report.version,
         threshold=threshold, tune_threshold=threshold is None, batch_size=args.batch_size,
         dtype=reader.dtype, progress=True,
     )
@@ -115,6 +125,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                                    '"contexts": [...]}; "-" for standard input')
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
+    add_backend_argument(p)
     p.set_defaults(func=_run_predict)
 
 
@@ -145,7 +156,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     from reader.reader import Reader
 
     requests = _read_requests(args)
-    reader = Reader.from_pretrained(args.model, batch_size=args.batch_size)
+    reader = Reader.from_pretrained(args.model, batch_size=args.batch_size,
+                                    backend=args.backend)
     for lo in range(0, len(requests), 64):
         chunk = requests[lo : lo + 64]
         results = reader.answer_many([q for q, _ in chunk], [c for _, c in chunk], args.top_k)

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from reader.features import FeatureConfig, Features, build_features
 from reader.inference import predict_logits
 from reader.metrics import squad_v1, squad_v2
+from reader.onnx_span import OnnxSpanModel
 from reader.postprocess import Prediction, postprocess
 from reader.squad import SquadExample, to_official_json
 
@@ -75,7 +76,7 @@ def eval_features(
 
 
 def evaluate(
-    model: PreTrainedModel,
+    model: PreTrainedModel | OnnxSpanModel,
     tokenizer: PreTrainedTokenizerFast,
     examples: list[SquadExample],
     config: FeatureConfig,
@@ -91,6 +92,8 @@ def evaluate(
     progress: bool = False,
 ) -> EvalResult:
     """Predict every example and score with the official metrics.
+
+    `model` is a PyTorch span model or its ONNX Runtime export (`Reader.runner`).
 
     For v2.0 the no-answer threshold is tuned on these examples (best F1 over null odds,
     the official script's search) unless a `threshold` is given with `tune_threshold`

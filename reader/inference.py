@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 
 from reader.batching import collate, sorted_batches
 from reader.features import Features
+from reader.onnx_span import OnnxSpanModel
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -46,7 +47,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def predict_logits(
-    model: PreTrainedModel,
+    model: PreTrainedModel | OnnxSpanModel,
     features: Features,
     *,
     pad_id: int,
@@ -59,29 +60,46 @@ def predict_logits(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits per window (unpadded, in the order of `features`).
 
-    `pad_to` and `sort_by_length=False` reproduce the reference recipes' padded, unsorted
-    batches for benchmarks.
+    `model` is a PyTorch span model or its ONNX Runtime export. `pad_to` and
+    `sort_by_length=False` reproduce the reference recipes' padded, unsorted batches for
+    benchmarks.
     """
-    device = device or next(model.parameters()).device
     starts: list[np.ndarray] = [np.empty(0)] * len(features)
     ends: list[np.ndarray] = [np.empty(0)] * len(features)
-    was_training = model.training
-    model.eval()
     if sort_by_length:
         batches = sorted_batches(features.lengths, batch_size)
     else:
         batches = [list(range(i, min(i + batch_size, len(features))))
                    for i in range(0, len(features), batch_size)]
-    with torch.inference_mode(), autocast(device, dtype):
+    with _inference(model, device, dtype) as forward:
         for indices in tqdm(batches, desc="predict", unit="batch", disable=not progress):
             batch = collate(features, indices, pad_id, pad_to)
             batch.pop("start_positions", None)
             batch.pop("end_positions", None)
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            s = out.start_logits.float().cpu().numpy()
-            e = out.end_logits.float().cpu().numpy()
+            s, e = forward(batch)
             for row, i in enumerate(indices):
                 n = len(features.input_ids[i])
                 starts[i], ends[i] = s[row, :n], e[row, :n]
-    model.train(was_training)
     return starts, ends
+
+
+@contextlib.contextmanager
+def _inference(model: PreTrainedModel | OnnxSpanModel, device: torch.device | None,
+               dtype: torch.dtype | None):
+    """A batch -> (start, end) logits function, with the model in eval mode meanwhile."""
+    if isinstance(model, OnnxSpanModel):
+        yield model.logits
+        return
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+
+    def forward(batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+
+    try:
+        with torch.inference_mode(), autocast(device, dtype):
+            yield forward
+    finally:
+        model.train(was_training)

@@ -15,6 +15,7 @@ from reader.checkpoint import read_meta, resolve_checkpoint
 from reader.features import FeatureConfig, build_features
 from reader.inference import autocast_dtype, pick_device, predict_logits
 from reader.models import load_qa_model, load_tokenizer
+from reader.onnx_span import OnnxSpanModel, resolve_backend
 from reader.postprocess import Answer, Prediction, postprocess
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,12 @@ class Reader:
 
     `null_threshold` is set for SQuAD 2.0 models: a span is returned only when its score
     beats its context's null ([CLS]) score by at least the threshold tuned on dev data.
+    `backend` "auto" reads with the fused ONNX Runtime graph on a CPU (the same logits as
+    PyTorch to 1e-3, faster) and with PyTorch on a GPU; "onnx-int8" trades a little F1 for
+    more speed (bench/reader.py measures both), and its activations are quantised with one
+    scale per batch, so a question's scores move slightly with the others read beside it.
+    `runner` computes the logits; it is a snapshot of `model` taken here (and, for ONNX,
+    a second copy of the weights in memory).
     """
 
     def __init__(
@@ -39,9 +46,13 @@ class Reader:
         max_answer_length: int = 30,
         device: str | torch.device | None = None,
         precision: str = "auto",
+        backend: str = "auto",
     ):
+        if device is None and backend not in ("auto", "torch"):
+            device = "cpu"  # the ONNX backends run on the CPU, even where there is a GPU
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
+        self.backend, self.runner = _runner(model, tokenizer, backend, self.device)
         self.tokenizer = tokenizer
         self.config = config or FeatureConfig()
         self.null_threshold = null_threshold
@@ -109,7 +120,7 @@ class Reader:
             self.tokenizer, [questions[qi] for qi, _ in pairs], flat, self.config
         )
         starts, ends = predict_logits(
-            self.model, features, pad_id=self.tokenizer.pad_token_id,
+            self.runner, features, pad_id=self.tokenizer.pad_token_id,
             batch_size=self.batch_size, device=self.device, dtype=self.dtype,
         )
         predictions = postprocess(
@@ -122,6 +133,23 @@ class Reader:
                 a.context_index = ci
             out[qi].append(prediction)
         return out
+
+
+def _runner(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, backend: str,
+            device: torch.device) -> tuple[str, PreTrainedModel | OnnxSpanModel]:
+    """(backend name, what computes the logits); `auto` falls back to PyTorch for a model
+    ONNX cannot export faithfully."""
+    name = resolve_backend(backend, device)
+    if name == "torch":
+        return name, model
+    try:
+        return name, OnnxSpanModel(model, tokenizer, quantize=name == "onnx-int8")
+    except Exception as error:  # ORT's own errors, an unwritable cache, an odd architecture
+        if backend != "auto":
+            raise
+        log.warning("ONNX Runtime cannot read with this model (%s: %s); reading with PyTorch "
+                    "instead", type(error).__name__, error)
+        return "torch", model
 
 
 def _rank(answers: list[Answer], top_k: int) -> list[Answer]:

@@ -17,6 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """ONNX exports go to a folder of this session (shared by its tests and the servers
+    they start), never into the repository's data/."""
+    path = tmp_path_factory.mktemp("onnx-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPANQA_ONNX_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def squad_dir() -> Path:
     if not (SQUAD / "sample-v1.1.json").is_file():

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import torch
 
 from api.calibration import Calibration
 from indexer.build import IndexConfig, update_index
@@ -177,6 +178,7 @@ def test_health_stats_and_request_ids(server):
     assert stats["index"]["passages"] == health["passages"]
     assert stats["calibration"]["source"] == "defaults" and stats["calibration"]["threshold"] == 0
     assert stats["batching"]["max_batch"] == 8 and stats["reader"]["name"]
+    assert stats["reader"]["backend"] == ("torch" if torch.cuda.is_available() else "onnx")
     assert set(stats["jobs"]) == {"queued", "running", "done", "failed"}
 
 

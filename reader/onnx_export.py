@@ -1,0 +1,224 @@
+"""Hugging Face BERT-family encoders exported to ONNX Runtime, fused and optionally int8.
+
+Why: on a CPU, ONNX Runtime fuses attention, GeLU and LayerNorm into single kernels, and
+int8 dynamic quantisation halves the bytes each matrix product reads. The reader's span
+model and the indexer's sentence encoder both run this way on CPUs (bench/reader.py and
+bench/retrieval.py measure the speed and what the scores lose).
+
+An export is cached under the data directory, keyed by the weights, the outputs and the
+library versions, so it is made once per model (seconds) and reused by every process.
+Writes are atomic: a killed or concurrent export never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MAX_ERROR = 1e-3  # fp32 export against PyTorch, before anything is computed with it
+
+
+def cache_root() -> Path:
+    """$SPANQA_ONNX_CACHE, else the data directory's cache/onnx."""
+    if os.environ.get("SPANQA_ONNX_CACHE"):
+        return Path(os.environ["SPANQA_ONNX_CACHE"])
+    data = os.environ.get("SPANQA_DATA") or Path(__file__).resolve().parents[1] / "data"
+    return Path(data) / "cache" / "onnx"
+
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def session(path: Path, threads: int | None = None):
+    """A CPU session that does not spin idle threads.
+
+    ORT's idle threads spin by default, stealing the cores from whatever runs next in the
+    process (measured: +20-40 ms per question when the embedder spun before the reader).
+    """
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def export_cached(
+    model,
+    samples: Sequence[dict],
+    outputs: Sequence[str],
+    pick: Callable,
+    *,
+    quantize: bool,
+    per_channel: bool = False,
+    cache: Path | None = None,
+) -> Path:
+    """The cached ONNX graph of `model` (made first if missing).
+
+    `pick` maps the model's output to the tensors named by `outputs`. `samples` are input
+    batches (of at least two texts of different lengths): the first is traced, and the
+    export must reproduce PyTorch on every one of them.
+    """
+    cache = cache or cache_root()
+    target = cache / _cache_key(model, outputs, quantize, per_channel)
+    model_file = target / "model.onnx"
+    if model_file.exists():
+        return model_file
+    cache.mkdir(parents=True, exist_ok=True)
+    for stale in cache.glob(".export-*"):  # left by a killed export an hour ago or more
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            if time.time() - stale.stat().st_mtime > 3600:
+                shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
+    try:
+        log.info("exporting %s to ONNX (once per model) in %s", type(model).__name__, target)
+        _export(model, list(samples), list(outputs), pick, work, quantize, per_channel)
+        try:
+            os.replace(work, target)
+        except OSError:  # another process published the same export first
+            if not model_file.exists():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return model_file
+
+
+def _cache_key(model, outputs: Sequence[str], quantize: bool, per_channel: bool) -> str:
+    import onnxruntime
+    import torch
+
+    digest = hashlib.sha256()
+    config = model.config.to_dict()
+    config.pop("_name_or_path", None)  # where the weights were read from is not what they are
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(f"{torch.__version__} {onnxruntime.__version__} {list(outputs)} "
+                  f"q={quantize} pc={per_channel} v2".encode())
+    return digest.hexdigest()[:24]
+
+
+def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work: Path,
+            quantize: bool, per_channel: bool) -> None:
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    sample = samples[0]
+    names = [n for n in INPUTS if n in sample]
+    implementation = model.config._attn_implementation
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval().to("cpu")
+    # The eager attention graph is the pattern ONNX Runtime's optimizer fuses into one kernel.
+    model.set_attn_implementation("eager")
+    try:
+        raw = work / "raw.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer's notes on shape-dependent branches: the check below is the proof.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _positional(model, names, pick), tuple(sample[n] for n in names), str(raw),
+                input_names=names, output_names=outputs,
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, *outputs]},
+                opset_version=17, dynamo=False)
+            expected = [[t.numpy() for t in _as_tuple(pick(model(**{n: s[n] for n in names})))]
+                        for s in samples]
+    finally:
+        model.set_attn_implementation(implementation)
+        model.to(device).train(was_training)
+    config = model.config
+    fused = optimizer.optimize_model(str(raw), model_type="bert",
+                                     num_heads=config.num_attention_heads,
+                                     hidden_size=config.hidden_size)
+    fused_file = work / "fused.onnx"
+    fused.save_model_to_file(str(fused_file))
+    _check(fused_file, [{n: s[n].numpy() for n in names} for s in samples], expected)
+    if quantize:
+        root = logging.getLogger()
+        root.addFilter(_no_preprocessing_advice)
+        # ORT logs through logging.warning(), which would install a stderr handler on an
+        # unconfigured root logger for good; a handler for the duration prevents that.
+        quiet = logging.NullHandler() if not root.handlers else None
+        if quiet:
+            root.addHandler(quiet)
+        try:
+            # Unsigned 8-bit weights: the signed kind saturates on AVX2's u8*s8 instruction.
+            quantize_dynamic(str(fused_file), str(work / "model.onnx"),
+                             weight_type=QuantType.QUInt8, per_channel=per_channel,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        finally:
+            root.removeFilter(_no_preprocessing_advice)
+            if quiet:
+                root.removeHandler(quiet)
+    else:
+        fused_file.rename(work / "model.onnx")
+    for name in ("raw.onnx", "fused.onnx"):
+        (work / name).unlink(missing_ok=True)
+
+
+def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """Drop ORT's advice to pre-process before quantising: it concerns static
+    quantisation of vision models, and would be printed to every user of an export."""
+    return "pre-processing before quantization" not in record.getMessage()
+
+
+def _check(path: Path, feeds: list[dict[str, np.ndarray]],
+           expected: list[list[np.ndarray]]) -> None:
+    """The exported graph must reproduce PyTorch, on batches other than the traced one too,
+    before anything is computed with it."""
+    import onnxruntime as ort
+
+    checker = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    error = 0.0
+    for batch, outputs in zip(feeds, expected, strict=True):
+        got = checker.run(None, {k: v.astype(np.int64) for k, v in batch.items()})
+        error = max(error, *(float(np.abs(g - e).max())
+                             for g, e in zip(got, outputs, strict=True)))
+    if error > MAX_ERROR:
+        raise RuntimeError(f"the ONNX export differs from PyTorch by {error:.2g}; "
+                           "use the torch backend for this model")
+
+
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _positional(model, names: list[str], pick: Callable):
+    """Positional inputs in, the picked outputs out: what the ONNX exporter traces."""
+    import torch
+
+    class Positional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs):
+            return pick(self.model(**dict(zip(names, inputs, strict=True))))
+
+    return Positional().eval()

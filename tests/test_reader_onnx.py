@@ -1,0 +1,123 @@
+"""The reader's ONNX Runtime backends: PyTorch's answers in fp32, close ones in int8,
+clear refusals, and PyTorch when an export cannot be trusted."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from reader import Reader
+from reader.features import FeatureConfig, build_features
+from reader.inference import predict_logits
+from reader.onnx_span import OnnxSpanModel, resolve_backend
+
+QUESTIONS = ["What is the capital of France?", "Which café is naïve?", "東京は何ですか?"]
+CONTEXTS = [
+    ["Paris is the capital and most populous city of France, on the Seine. " * 12,  # windows
+     "Berlin is the capital of Germany."],
+    ["Café déjà vu: naïve coöperation, with combining accents (e\u0301). 😀🚀"],
+    ["東京は日本の首都です。", ""],
+]
+CONFIG = FeatureConfig(max_seq_length=64, doc_stride=16, max_query_length=16)
+
+
+def spans(reader: Reader) -> list[list[tuple]]:
+    return [[(p.null_score, [(a.text, a.start, a.end, a.score) for a in p.answers])
+             for p in predictions]
+            for predictions in reader.predict(QUESTIONS, CONTEXTS)]
+
+
+@pytest.fixture(scope="module")
+def readers(tiny_model_no_dropout):
+    return {backend: Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu",
+                                            backend=backend, batch_size=2)
+            for backend in ("torch", "onnx", "onnx-int8", "auto")}
+
+
+def all_logits(reader: Reader) -> np.ndarray:
+    features = build_features(reader.tokenizer, [QUESTIONS[0]] * 2, CONTEXTS[0], CONFIG)
+    starts, ends = predict_logits(reader.runner, features, pad_id=0, batch_size=4)
+    return np.concatenate(starts + ends)
+
+
+def test_auto_reads_with_fused_onnx_on_the_cpu(readers):
+    assert readers["auto"].backend == "onnx"
+    assert readers["torch"].backend == "torch"
+    assert isinstance(readers["auto"].runner, OnnxSpanModel)
+
+
+def test_fp32_onnx_gives_pytorchs_spans_and_scores(readers):
+    expected, got = spans(readers["torch"]), spans(readers["onnx"])
+    for exp_q, got_q in zip(expected, got, strict=True):
+        for (exp_null, exp_spans), (got_null, got_spans) in zip(exp_q, got_q, strict=True):
+            assert got_null == pytest.approx(exp_null, abs=1e-3)
+            assert [s[:3] for s in got_spans[:5]] == [s[:3] for s in exp_spans[:5]]
+            assert [s[3] for s in got_spans] == pytest.approx([s[3] for s in exp_spans],
+                                                              abs=1e-3)
+
+
+def test_int8_logits_stay_close_to_pytorch(readers):
+    expected, fp32, int8 = (all_logits(readers[b]) for b in ("torch", "onnx", "onnx-int8"))
+    assert len(expected) > 200  # every start and end logit of several windows
+    spread = expected.std()
+    assert np.abs(fp32 - expected).max() < 1e-3
+    assert np.abs(int8 - expected).max() < 0.5 * spread
+    assert np.corrcoef(expected, int8)[0, 1] > 0.9
+    assert not np.array_equal(int8, fp32), "int8 must be another graph than fp32"
+    graph = onnx.load(readers["onnx-int8"].runner.path).graph
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} & {n.op_type for n in graph.node}
+
+
+def test_the_export_cache_follows_the_weights_not_the_folder(tiny_model_no_dropout, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("SPANQA_ONNX_CACHE", str(tmp_path / "cache"))
+    Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu", backend="onnx")
+    copy = shutil.copytree(tiny_model_no_dropout, tmp_path / "copy")
+    Reader.from_pretrained(copy, config=CONFIG, device="cpu", backend="onnx")
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_segment_ids_are_exported_even_when_the_tokenizer_omits_them(readers):
+    reader = readers["torch"]
+    tokenizer = reader.tokenizer
+    names = tokenizer.model_input_names
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    try:
+        runner = OnnxSpanModel(reader.model, tokenizer, quantize=False)
+    finally:
+        tokenizer.model_input_names = names
+    assert "token_type_ids" in runner.inputs
+
+
+def test_unknown_or_misplaced_backends_are_refused():
+    with pytest.raises(ValueError, match="reader backend must be"):
+        resolve_backend("tensorrt", torch.device("cpu"))
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        resolve_backend("onnx", torch.device("cuda"))
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+def test_an_export_that_differs_from_pytorch_falls_back_or_fails(
+        tiny_model, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SPANQA_ONNX_CACHE", str(tmp_path))
+    monkeypatch.setattr("reader.onnx_export.MAX_ERROR", -1.0)  # no export can pass
+    with caplog.at_level(logging.WARNING):
+        reader = Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu")
+    assert reader.backend == "torch" and "reading with PyTorch instead" in caplog.text
+    assert reader.answer(QUESTIONS[0], CONTEXTS[0])  # and it still reads
+    with pytest.raises(RuntimeError, match="differs from PyTorch"):
+        Reader.from_pretrained(tiny_model, config=CONFIG, backend="onnx")
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")], \
+        "a failed export is never cached"
+
+
+def test_an_unwritable_cache_falls_back_to_pytorch(tiny_model, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("SPANQA_ONNX_CACHE", str(blocker / "cache"))
+    assert Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu").backend == "torch"
