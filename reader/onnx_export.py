@@ -153,38 +153,48 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
         model.set_attn_implementation(implementation)
         model.to(device).train(was_training)
     config = model.config
-    fused = optimizer.optimize_model(str(raw), model_type="bert",
-                                     num_heads=config.num_attention_heads,
-                                     hidden_size=config.hidden_size)
-    fused_file = work / "fused.onnx"
-    fused.save_model_to_file(str(fused_file))
+    with _quiet_onnxruntime():
+        fused = optimizer.optimize_model(str(raw), model_type="bert",
+                                         num_heads=config.num_attention_heads,
+                                         hidden_size=config.hidden_size)
+        fused_file = work / "fused.onnx"
+        fused.save_model_to_file(str(fused_file))
     _check(fused_file, [{n: s[n].numpy() for n in names} for s in samples], expected)
     if quantize:
-        root = logging.getLogger()
-        root.addFilter(_no_preprocessing_advice)
-        # ORT logs through logging.warning(), which would install a stderr handler on an
-        # unconfigured root logger for good; a handler for the duration prevents that.
-        quiet = logging.NullHandler() if not root.handlers else None
-        if quiet:
-            root.addHandler(quiet)
-        try:
+        with _quiet_onnxruntime():
             # Unsigned 8-bit weights: the signed kind saturates on AVX2's u8*s8 instruction.
             quantize_dynamic(str(fused_file), str(work / "model.onnx"),
                              weight_type=QuantType.QUInt8, per_channel=per_channel,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        finally:
-            root.removeFilter(_no_preprocessing_advice)
-            if quiet:
-                root.removeHandler(quiet)
     else:
         fused_file.rename(work / "model.onnx")
     for name in ("raw.onnx", "fused.onnx"):
         (work / name).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """ORT's optimizer and quantiser log every node they touch at INFO, through the root
+    logger, and advise pre-processing for static quantisation at WARNING; none of it is
+    news to a user. Its module-level logging calls would also install a stderr handler on
+    an unconfigured root logger for good: a handler held for the duration prevents that."""
+    root = logging.getLogger()
+    previous = logging.root.manager.disable
+    quiet = logging.NullHandler() if not root.handlers else None
+    logging.disable(logging.INFO)
+    root.addFilter(_no_preprocessing_advice)
+    if quiet:
+        root.addHandler(quiet)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        root.removeFilter(_no_preprocessing_advice)
+        if quiet:
+            root.removeHandler(quiet)
+
+
 def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
-    """Drop ORT's advice to pre-process before quantising: it concerns static
-    quantisation of vision models, and would be printed to every user of an export."""
     return "pre-processing before quantization" not in record.getMessage()
 
 
