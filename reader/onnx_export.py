@@ -23,10 +23,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -48,6 +50,25 @@ def onnx_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def check_backend(backend: str, what: str) -> None:
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"{what} backend must be auto or one of {', '.join(BACKENDS)}, "
+                         f"got {backend!r}")
+
+
+def built_or_none(build: Callable[[], T], requested: str, activity: str) -> T | None:
+    """`build()`; under `auto`, None when it fails (PyTorch then does the work), with a
+    warning. Any failure counts: ORT's own errors, an unwritable cache, an odd model."""
+    try:
+        return build()
+    except Exception as error:
+        if requested != "auto":
+            raise
+        log.warning("ONNX Runtime cannot run this model (%s: %s); %s with PyTorch instead",
+                    type(error).__name__, error, activity)
+        return None
 
 
 def session(path: Path, threads: int | None = None):

@@ -13,18 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reader.onnx_export import BACKENDS, export_cached, onnx_available, session
+from reader.onnx_export import check_backend, export_cached, onnx_available, session
 
 OUTPUTS = ["start_logits", "end_logits"]
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """`auto`: the fused fp32 ONNX graph on a CPU (same answers, faster), PyTorch on a GPU."""
+    check_backend(backend, "reader")
     if backend == "auto":
         return "onnx" if device.type == "cpu" and onnx_available() else "torch"
-    if backend not in BACKENDS:
-        raise ValueError(f"reader backend must be auto or one of {', '.join(BACKENDS)}, "
-                         f"got {backend!r}")
     if backend != "torch" and device.type != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU; use torch on {device}")
     return backend

@@ -15,6 +15,7 @@ from reader.checkpoint import read_meta, resolve_checkpoint
 from reader.features import FeatureConfig, build_features
 from reader.inference import autocast_dtype, pick_device, predict_logits
 from reader.models import load_qa_model, load_tokenizer
+from reader.onnx_export import built_or_none
 from reader.onnx_span import OnnxSpanModel, resolve_backend
 from reader.postprocess import Answer, Prediction, postprocess
 
@@ -142,14 +143,9 @@ def _runner(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, backend:
     name = resolve_backend(backend, device)
     if name == "torch":
         return name, model
-    try:
-        return name, OnnxSpanModel(model, tokenizer, quantize=name == "onnx-int8")
-    except Exception as error:  # ORT's own errors, an unwritable cache, an odd architecture
-        if backend != "auto":
-            raise
-        log.warning("ONNX Runtime cannot read with this model (%s: %s); reading with PyTorch "
-                    "instead", type(error).__name__, error)
-        return "torch", model
+    runner = built_or_none(
+        lambda: OnnxSpanModel(model, tokenizer, quantize=name == "onnx-int8"), backend, "reading")
+    return (name, runner) if runner is not None else ("torch", model)
 
 
 def _rank(answers: list[Answer], top_k: int) -> list[Answer]:
