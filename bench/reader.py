@@ -158,8 +158,10 @@ def _train_phase(args, name: str, cfg: TrainConfig, results: dict) -> None:
     best = summary["best"]
     results[name] = {
         "config": {k: getattr(cfg, k) for k in ("epochs", "lr", "batch_size", "max_seq_length",
-                                                "doc_stride", "seed", "batching", "warmup")},
+                                                "doc_stride", "seed", "batching", "warmup",
+                                                "max_train_seconds")},
         "train_features": summary["train_features"], "steps": summary["steps"],
+        "planned_steps": summary["planned_steps"],
         "train_seconds": summary["train_seconds"], "eval_seconds": summary["eval_seconds"],
         "wall_seconds": time.perf_counter() - began,
         "train_features_per_s": summary["features_per_second"],
@@ -180,9 +182,10 @@ def phase_budget(args, results: dict) -> None:
         raise SystemExit("the budget phase needs the speed and epoch phases' results")
     budget = epoch["train_features"] / speed["train_features_per_s"]["padded"]["median"]
     ours = speed["train_features_per_s"]["length"]["median"]
-    epochs = round(budget * ours / epoch["train_features"], 2)
+    epochs = args.budget_epochs or round(budget * ours / epoch["train_features"], 2)
+    # The plan may overshoot on a slow day; the time cap keeps the run within the budget.
     cfg = base_config(args, Path(args.work) / f"budget-v{args.version}", epochs=epochs,
-                      lr=args.budget_lr)
+                      lr=args.budget_lr, max_train_seconds=budget)
     _train_phase(args, "budget", cfg, results)
     results["budget"]["reference_epoch_seconds"] = budget
 
@@ -207,7 +210,9 @@ def table(results: dict) -> str:
             r, b = results[name], results[name]["best"]
             em = b.get("exact_match", b.get("exact", float("nan")))
             f1 = b.get("f1", float("nan"))
-            rows.append((f"{name}: epochs / steps", f"{r['config']['epochs']} / {r['steps']}"))
+            planned = r.get("planned_steps", r["steps"])
+            rows.append((f"{name}: epochs / steps (planned)",
+                         f"{r['config']['epochs']} / {r['steps']} ({planned})"))
             rows.append((f"{name}: best dev EM / F1", f"{em:.2f} / {f1:.2f}"))
             if "best_f1" in b:
                 rows.append((f"{name}: best_f1 / threshold",
@@ -245,6 +250,9 @@ def main() -> None:
     parser.add_argument("--eval-features", type=int, default=512)
     parser.add_argument("--evals-per-epoch", type=int, default=4)
     parser.add_argument("--budget-lr", type=float, default=1e-4)
+    parser.add_argument("--budget-epochs", type=float, default=0,
+                        help="epochs to plan the schedule for (default: the budget times the "
+                        "side-by-side speed ratio); training stops at the budget either way")
     parser.add_argument("--work", default=str(REPO / "data" / "bench"))
     parser.add_argument("--results", default=str(REPO / "bench" / "results"))
     parser.add_argument("--quiet", action="store_true")

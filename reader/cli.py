@@ -22,6 +22,9 @@ _TRAIN_HELP = {
     "precision": "auto (bf16 on GPUs that have it, else fp32), fp32, bf16 or fp16",
     "resume": "continue from OUT/last after an interruption",
     "max_steps": "stop after this many optimizer steps (0: train all epochs)",
+    "max_train_seconds": "stop once training (evaluations excluded) has run this long, "
+    "evaluate and keep the best checkpoint (0: no limit); the schedule still plans for the "
+    "full run, so a tight limit ends with the learning rate above zero",
     "evals_per_epoch": "dev evaluations (and checkpoints) per epoch",
     "save_steps": "also write a resumable checkpoint every N steps (0: only at evaluations)",
 }

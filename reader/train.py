@@ -58,6 +58,7 @@ class TrainConfig:
     warmup: float = 0.1
     epochs: float = 2.0
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    max_train_seconds: float = 0  # stop once training (evaluations excluded) took this long
     seed: int = 42
     evals_per_epoch: int = 4
     eval_batch_size: int = 64
@@ -222,7 +223,7 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-_RESUMABLE_CHANGES = {"resume", "progress", "out", "device", "log_every"}
+_RESUMABLE_CHANGES = {"resume", "progress", "out", "device", "log_every", "max_train_seconds"}
 
 
 def check_same_run(cfg: Any, stored: dict) -> None:
@@ -232,6 +233,17 @@ def check_same_run(cfg: Any, stored: dict) -> None:
     if changed:
         listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"--resume with settings that differ from the checkpoint's ({listed})")
+
+
+def out_of_training_time(cfg: TrainConfig, trained: float, env: Dist) -> bool:
+    """Whether the time cap is spent. Rank 0's clock decides for every process, so all of
+    them stop after the same step."""
+    if not cfg.max_train_seconds:
+        return False
+    flag = torch.tensor([float(trained >= cfg.max_train_seconds)])
+    if env.world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 class MetricsLog:
@@ -317,7 +329,7 @@ def train(cfg: TrainConfig) -> dict:
     dtype = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    step, epoch, next_batch = 0, 0, 0
+    step, epoch, next_batch, trained_before = 0, 0, 0, 0.0
     best: dict = {"selection_f1": -1.0}
     history: list[dict] = []
     if resume_from is not None:
@@ -325,6 +337,7 @@ def train(cfg: TrainConfig) -> dict:
                                       device)
         step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
         best, history = state["best"], state["history"]
+        trained_before = state.get("train_seconds", 0.0)
     metrics_log = MetricsLog(out / "metrics.jsonl", env.main, step if resume_from else None)
     ddp_model = data_parallel(model, env, device)
     pad_to = cfg.max_seq_length if cfg.batching == "padded" else None
@@ -349,6 +362,7 @@ def train(cfg: TrainConfig) -> dict:
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
                 "next_batch": next_batch, "best": best, "history": history, "rng": rng,
+                "train_seconds": trained_before + time.perf_counter() - began - eval_seconds,
             }
             save_checkpoint(out / "last", model, tokenizer,
                             {**meta, "step": step, "best": best}, state)
@@ -401,7 +415,9 @@ def train(cfg: TrainConfig) -> dict:
             metrics_log.write(**record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}", fps=f"{rate:.1f}")
             loss_sum, loss_n, window_t, window_seen = 0.0, 0, now, 0
-        at_eval = step % eval_every == 0 or step == total_steps
+        out_of_time = out_of_training_time(cfg, trained_before + time.perf_counter() - began
+                                           - eval_seconds, env)
+        at_eval = step % eval_every == 0 or step == total_steps or out_of_time
         if at_eval or (cfg.save_steps and step % cfg.save_steps == 0):
             result = None
             paused = time.perf_counter()
@@ -419,13 +435,19 @@ def train(cfg: TrainConfig) -> dict:
                 dist.barrier()
             eval_seconds += time.perf_counter() - paused
             window_t += time.perf_counter() - paused
+        if out_of_time:
+            if env.main:
+                log.warning("stopped at step %d of %d: --max-train-seconds %g reached", step,
+                            total_steps, cfg.max_train_seconds)
+            break
     bar.close()
     wall = time.perf_counter() - began
     if dev_feats is None and env.main:
         # Without dev data the final weights are the best we know.
         save_checkpoint(out / "best", model, tokenizer, {**meta, "scores": {}, "threshold": None})
     train_seconds = wall - eval_seconds
-    summary = {"best": best, "steps": step, "train_features": len(feats), "wall_seconds": wall,
+    summary = {"best": best, "steps": step, "planned_steps": total_steps,
+               "train_features": len(feats), "wall_seconds": wall,
                "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                "features_per_second": seen / train_seconds if train_seconds else 0.0}
     if env.main:

@@ -221,3 +221,20 @@ def test_resume_refuses_changed_settings(squad_dir, tiny_model, tmp_path):
     cfg.resume, cfg.lr = True, 5e-4
     with pytest.raises(ValueError, match=re.escape("lr: 0.001 -> 0.0005")):
         train(cfg)
+
+
+def test_time_cap_stops_training_evaluates_and_resumes_with_the_time_spent(squad_dir,
+                                                                          tiny_model, tmp_path):
+    run = tmp_path / "run"
+    cfg = _config(squad_dir, tiny_model, run, batch_size=2, max_dev_examples=6,
+                  max_train_seconds=1e-6)
+    summary = train(cfg)
+    assert summary["steps"] == 1 < summary["planned_steps"]
+    evals = [m for m in _metrics(run) if m["type"] == "eval"]
+    assert [m["step"] for m in evals] == [1]  # the stop is evaluated and checkpointed
+    assert summary["best"]["step"] == 1 and (run / "best" / "model.safetensors").is_file()
+    spent = load_trainer_state(run / "last")["train_seconds"]
+    assert spent > 0
+    # Resuming with a larger cap counts the time already spent and takes more steps.
+    cfg.resume, cfg.max_train_seconds = True, spent + 3600
+    assert train(cfg)["steps"] == summary["planned_steps"]
