@@ -27,6 +27,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from reader.paths import data_home
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -36,11 +38,10 @@ MAX_ERROR = 1e-3  # fp32 export against PyTorch, before anything is computed wit
 
 
 def cache_root() -> Path:
-    """$SPANQA_ONNX_CACHE, else the data directory's cache/onnx."""
+    """$SPANQA_ONNX_CACHE, else cache/onnx in SpanQA's data directory."""
     if os.environ.get("SPANQA_ONNX_CACHE"):
         return Path(os.environ["SPANQA_ONNX_CACHE"])
-    data = os.environ.get("SPANQA_DATA") or Path(__file__).resolve().parents[1] / "data"
-    return Path(data) / "cache" / "onnx"
+    return data_home() / "cache" / "onnx"
 
 
 def onnx_available() -> bool:
@@ -104,19 +105,29 @@ def export_cached(
     export must reproduce PyTorch on every one of them.
     """
     cache = cache or cache_root()
-    target = cache / _cache_key(model, outputs, quantize, per_channel)
+    key = _cache_key(model, outputs, quantize, per_channel)
+    target, failed = cache / key, cache / f"{key}.failed"
     model_file = target / "model.onnx"
     if model_file.exists():
+        with contextlib.suppress(OSError):
+            os.utime(target)  # last use, for pruning
         return model_file
+    if failed.exists():  # don't spend an export on every start to fail the same way again
+        raise RuntimeError(f"{failed.read_text(encoding='utf-8', errors='replace')} (an "
+                           f"earlier export of this model failed; delete {failed} to retry)")
     cache.mkdir(parents=True, exist_ok=True)
-    for stale in cache.glob(".export-*"):  # left by a killed export an hour ago or more
-        with contextlib.suppress(OSError):  # another process may be removing it too
-            if time.time() - stale.stat().st_mtime > 3600:
-                shutil.rmtree(stale, ignore_errors=True)
+    _prune(cache)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
     try:
         log.info("exporting %s to ONNX (once per model) in %s", type(model).__name__, target)
-        _export(model, list(samples), list(outputs), pick, work, quantize, per_channel)
+        try:
+            _export(model, list(samples), list(outputs), pick, work, quantize, per_channel)
+        except (OSError, MemoryError):  # the machine's trouble, not the model's: retry later
+            raise
+        except Exception as error:
+            with contextlib.suppress(OSError):
+                failed.write_text(f"{type(error).__name__}: {error}", encoding="utf-8")
+            raise
         try:
             os.replace(work, target)
         except OSError:  # another process published the same export first
@@ -125,6 +136,26 @@ def export_cached(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return model_file
+
+
+UNUSED_DAYS = 30
+
+
+def _prune(cache: Path) -> None:
+    """Drop exports unused for UNUSED_DAYS and failure notes as old (every retrained model
+    leaves an export behind), and work folders a killed export left an hour ago or more."""
+    now = time.time()
+    for entry in cache.iterdir():
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            age = now - entry.stat().st_mtime
+            if entry.name.startswith(".export-"):
+                if age > 3600:
+                    shutil.rmtree(entry, ignore_errors=True)
+            elif age > UNUSED_DAYS * 86400:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
 
 
 def _cache_key(model, outputs: Sequence[str], quantize: bool, per_channel: bool) -> str:

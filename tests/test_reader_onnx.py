@@ -4,7 +4,9 @@ clear refusals, and PyTorch when an export cannot be trusted."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
 
 import numpy as np
 import onnx
@@ -110,10 +112,31 @@ def test_an_export_that_differs_from_pytorch_falls_back_or_fails(
         reader = Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu")
     assert reader.backend == "torch" and "reading with PyTorch instead" in caplog.text
     assert reader.answer(QUESTIONS[0], CONTEXTS[0])  # and it still reads
-    with pytest.raises(RuntimeError, match="differs from PyTorch"):
+    notes = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert [p.suffix for p in notes] == [".failed"], "a failed export is never cached"
+    # The next start does not export again to fail the same way; it says how to retry.
+    monkeypatch.setattr("reader.onnx_export._export", None)
+    with pytest.raises(RuntimeError, match=r"differs from PyTorch.*earlier export.*delete"):
         Reader.from_pretrained(tiny_model, config=CONFIG, backend="onnx")
-    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")], \
-        "a failed export is never cached"
+
+
+def test_exports_unused_for_a_month_are_pruned(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPANQA_ONNX_CACHE", str(tmp_path))
+    old, recent, note = tmp_path / ("0" * 24), tmp_path / ("1" * 24), tmp_path / "2.failed"
+    for path in (old, recent):
+        path.mkdir()
+        (path / "model.onnx").write_bytes(b"")
+    note.write_text("")
+    month = time.time() - 31 * 86400
+    for path in (old, note):
+        os.utime(path, (month, month))
+    Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu", backend="onnx")
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert len(left) == 2 and recent.name in left and old.name not in left
+    used = tmp_path / next(n for n in left if n != recent.name)
+    os.utime(used, (month, month))  # using an export marks it as used
+    Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu", backend="onnx")
+    assert used.stat().st_mtime > time.time() - 60
 
 
 def test_an_unwritable_cache_falls_back_to_pytorch(tiny_model, tmp_path, monkeypatch):

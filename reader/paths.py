@@ -1,0 +1,23 @@
+"""Where SpanQA keeps what it trains, builds and caches (readers, indexes, ONNX exports).
+
+In a source checkout that is the checkout's `data/` (ignored by git), so the README's
+commands find what the demo made. An installed package has no such folder beside it, and
+writing into site-packages would be wrong, so it falls back to the user's data directory.
+`$SPANQA_DATA` overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def data_home() -> Path:
+    if os.environ.get("SPANQA_DATA"):
+        return Path(os.environ["SPANQA_DATA"])
+    if (CHECKOUT / "pyproject.toml").is_file():
+        return CHECKOUT / "data"
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "spanqa"
