@@ -93,7 +93,7 @@ def tune_fusion(retriever: Retriever, passages: list[dict], train_file: Path) ->
         found = (retriever.bm25.top_k_of(bm25, 100), retriever.dense_top_k(q, 100, query=query))
         rows = np.array(sorted({r for hits in found for r, _ in hits}), np.int64)
         candidates.append(found)
-        scored.append((bm25[rows], np.asarray(retriever.vectors[rows]) @ query, rows))
+        scored.append((bm25[rows], retriever.dense_scores(rows, query), rows))
 
     def located(fused: list[tuple[int, float]]) -> list[tuple[str, int, int]]:
         return [(passages[row]["document_id"], passages[row]["start"], passages[row]["end"])
@@ -143,12 +143,20 @@ def percentiles(times: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
 
 
-def build(index: Path, backend: str) -> dict:
+def build(index: Path, backend: str, sentence_words: int = IndexConfig.sentence_words) -> dict:
+    """Build `index` unless it already holds this configuration."""
+    if (index / "CURRENT").exists():
+        config = Retriever(index).manifest["config"]
+        if (config["sentence_words"], backend) == (sentence_words, "auto") or \
+                (config["sentence_words"], config["backend"]) == (sentence_words, backend):
+            return {}
     began = time.perf_counter()
     report = update_index(index, add=[SQUAD / f for f in FILES], rebuild=True,
-                          config=IndexConfig(backend=backend))
+                          config=IndexConfig(backend=backend, sentence_words=sentence_words))
+    retriever = Retriever(index)
     return {"seconds": time.perf_counter() - began, "documents": report.documents,
-            "passages": report.passages, "backend": Retriever(index).embedder_backend,
+            "passages": report.passages, "vectors": len(retriever.owners),
+            "sentence_words": sentence_words, "backend": retriever.embedder_backend,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -178,14 +186,17 @@ def main() -> None:
     parser.add_argument("--compare-torch", action="store_true",
                         help="also build the index with PyTorch embeddings (INDEX-torch) and "
                              "compare recall: what quantisation costs")
+    parser.add_argument("--compare-units", action="store_true",
+                        help="also build the index with one vector per passage (INDEX-passage, "
+                             "no sentence units) and compare recall: what sentence units add")
     parser.add_argument("--speed-passages", type=int, default=400,
                         help="passages in the side-by-side embedding speed test (0: skip)")
     args = parser.parse_args()
 
     index = Path(args.index or tempfile.mkdtemp(prefix="spanqa-bench-"))
     results: dict = {}
-    if not (index / "CURRENT").exists():
-        results["build"] = build(index, args.backend)
+    if built := build(index, args.backend):
+        results["build"] = built
     questions = gold_spans(SQUAD / "dev-v1.1.json")
     if args.limit:
         questions = questions[: args.limit]
@@ -209,11 +220,19 @@ def main() -> None:
 
     if args.compare_torch:
         reference = index.with_name(index.name + "-torch")
-        if not (reference / "CURRENT").exists():
-            results["build_torch"] = build(reference, "torch")
+        if built := build(reference, "torch"):
+            results["build_torch"] = built
         unquantised = Retriever(reference)
         results["torch_index"] = run_modes(unquantised, questions,
                                            {"dense": "dense", "hybrid": "hybrid"})
+
+    if args.compare_units:
+        single = index.with_name(index.name + "-passage")
+        if built := build(single, args.backend, sentence_words=0):
+            results["build_passage"] = built
+        one = Retriever(single, embedder=retriever.embedder, fusion=retriever.fusion)
+        results["one_vector_per_passage"] = run_modes(one, questions,
+                                                      {"dense": "dense", "hybrid": "hybrid"})
 
     if args.speed_passages:
         step = max(1, len(passages) // args.speed_passages)
@@ -239,10 +258,13 @@ def main() -> None:
             rows.append(_row(mode, results[mode]))
     for mode, r in results.get("torch_index", {}).items():
         rows.append(_row(f"{mode} (torch)", r))
-    for key in ("build", "build_torch"):
+    for mode, r in results.get("one_vector_per_passage", {}).items():
+        rows.append(_row(f"{mode} (1 vector)", r))
+    for key in ("build", "build_torch", "build_passage"):
         if key in results:
             b = results[key]
-            rows.append(f"{key}: {b['passages']} passages in {b['seconds']:.0f} s "
+            rows.append(f"{key}: {b['passages']} passages ({b['vectors']} vectors) in "
+                        f"{b['seconds']:.0f} s "
                         f"({b['backend']}), peak RSS {b['peak_rss_mb']:.0f} MB")
     if "embedding_speed" in results:
         e = results["embedding_speed"]

@@ -26,6 +26,7 @@ from indexer.embedding import DEFAULT_EMBEDDER, Embedder, resolve_embedder
 from indexer.layout import IndexDir
 from indexer.readers import MAX_FILE_BYTES, iter_documents
 from indexer.records import Document, Passage, Skipped
+from indexer.units import dense_units
 from retriever.bm25 import BM25Index
 from retriever.text import tokenize
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 EMBEDDINGS = "embeddings.npy"
+UNITS = "units.npy"  # the passage row of each embedding (see units.py)
 FAISS_FILE = "dense.faiss"
 BM25_DIR = "bm25"
 
@@ -44,6 +46,7 @@ class IndexConfig:
     words: int = 200
     overlap: int = 30
     faiss: str = "auto"
+    sentence_words: int = 35  # also embed sentence groups this long (0: whole passages only)
 
     @property
     def chunk(self) -> ChunkConfig:
@@ -95,6 +98,7 @@ def searchable_text(title: str, text: str) -> str:
 def read_manifest(generation: Path) -> dict:
     manifest = json.loads((generation / MANIFEST).read_text())
     manifest["config"].setdefault("backend", "torch")  # indexes built before backends existed
+    manifest["config"].setdefault("sentence_words", 0)  # ... and before sentence units
     return manifest
 
 
@@ -133,7 +137,7 @@ def update_index(
             embedder = Embedder(config.embedder, backend="auto")
         if embedder is not None:
             config = _matching(config, embedder)
-        documents, passages, vectors = _load_previous(previous)
+        documents, passages, vectors, owners = _load_previous(previous)
 
         removed = _remove(documents, passages, remove, report)
         new_docs = _read_new(add, documents, max_file_bytes, report, progress)
@@ -147,21 +151,30 @@ def update_index(
         fresh: list[Passage] = []
         for doc in tqdm(new_docs, desc="chunk", unit="doc", disable=not progress):
             fresh += chunk_document(doc, config.chunk)
-        pieces = [vectors[kept]] if kept else []
+        # Kept passages keep their units' vectors, renumbered to their new rows.
+        new_row = np.full(len(passages), -1, np.int64)
+        new_row[kept] = np.arange(len(kept))
+        keep_units = new_row[owners] >= 0
+        pieces, owner_pieces = [vectors[keep_units]], [new_row[owners[keep_units]]]
         if fresh:
             embedder = embedder or Embedder(config.embedder, backend=config.backend)
-            pieces.append(embedder.encode(
-                [searchable_text(p.title, p.text) for p in fresh], progress=progress))
+            units, fresh_owners = dense_units(fresh, config.sentence_words)
+            pieces.append(embedder.encode([searchable_text(t, x) for t, x in units],
+                                          progress=progress))
+            owner_pieces.append(fresh_owners + len(kept))
         report.embedded = len(fresh)
         all_passages = [passages[i] for i in kept] + fresh
+        pieces = [v for v in pieces if v.size]
         all_vectors = np.concatenate(pieces) if pieces else np.zeros((0, 0), np.float32)
+        all_owners = np.concatenate(owner_pieces)
         for doc_id in removed:
             documents.pop(doc_id, None)
         for doc in new_docs:
             documents[doc.id] = store.document_row(doc)
 
         generation = layout.new_generation()
-        _write_generation(generation, documents, all_passages, all_vectors, config, progress)
+        _write_generation(generation, documents, all_passages, all_vectors, all_owners, config,
+                          progress)
         layout.publish(generation)
         report.generation = generation.name
         report.documents, report.passages = len(documents), len(all_passages)
@@ -184,15 +197,23 @@ def _matching(config: IndexConfig, embedder: Embedder) -> IndexConfig:
     return replace(config, backend=backend)
 
 
-def _load_previous(previous: Path | None) -> tuple[dict[str, dict], list[Passage], np.ndarray]:
+def _load_previous(previous: Path | None
+                   ) -> tuple[dict[str, dict], list[Passage], np.ndarray, np.ndarray]:
     if previous is None:
-        return {}, [], np.zeros((0, 0), np.float32)
+        return {}, [], np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
     db = store.open_db(previous)
     documents = {row["id"]: row for row in db["documents"].rows}
     passages = [store.to_passage(row) for row in store.iter_passage_rows(db)]
     vectors = np.load(previous / EMBEDDINGS, allow_pickle=False)
     db.conn.close()
-    return documents, passages, vectors
+    return documents, passages, vectors, load_units(previous, len(passages))
+
+
+def load_units(generation: Path, passages: int) -> np.ndarray:
+    """The passage row of each stored embedding (one per passage in older indexes)."""
+    path = generation / UNITS
+    return (np.load(path, allow_pickle=False) if path.exists()
+            else np.arange(passages, dtype=np.int64))
 
 
 def _remove(documents: dict[str, dict], passages: list[Passage], names: Sequence[str],
@@ -233,7 +254,8 @@ def _read_new(paths: Sequence[str | Path], documents: dict[str, dict], max_file_
 
 
 def _write_generation(generation: Path, documents: dict[str, dict], passages: list[Passage],
-                      vectors: np.ndarray, config: IndexConfig, progress: bool) -> None:
+                      vectors: np.ndarray, owners: np.ndarray, config: IndexConfig,
+                      progress: bool) -> None:
     db = store.create(generation)
     with db.conn:
         store.insert_documents(db, documents.values())
@@ -243,11 +265,13 @@ def _write_generation(generation: Path, documents: dict[str, dict], passages: li
               for p in tqdm(passages, desc="bm25", unit="passage", disable=not progress)]
     if passages:
         BM25Index.build(tokens).save(generation / BM25_DIR)
+    np.save(generation / UNITS, owners.astype(np.int64), allow_pickle=False)
     if vectors.size:
         np.save(generation / EMBEDDINGS, vectors, allow_pickle=False)
         save_faiss(build_faiss(vectors, config.faiss), generation / FAISS_FILE)
     else:
         np.save(generation / EMBEDDINGS, np.zeros((0, 0), np.float32), allow_pickle=False)
     manifest = {"config": asdict(config), "documents": len(documents), "passages": len(passages),
-                "dim": int(vectors.shape[1]) if vectors.size else 0, "created": time.time()}
+                "units": len(owners), "dim": int(vectors.shape[1]) if vectors.size else 0,
+                "created": time.time()}
     (generation / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

@@ -26,6 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--words", type=int, default=200, help="passage size in words")
     build.add_argument("--overlap", type=int, default=30, help="words shared by split passages")
     build.add_argument("--faiss", default="auto", choices=("auto", "flat", "hnsw", "ivf"))
+    build.add_argument("--sentence-words", type=int, default=35,
+                       help="also embed each passage's sentences in groups of about this many "
+                       "words; a passage scores its best group (0: one vector per passage)")
     build.add_argument("--embedder-backend", default="auto",
                        choices=("auto", "torch", "onnx", "onnx-int8"),
                        help="auto: ONNX Runtime with int8 weights on a CPU (faster), "
@@ -57,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--mode", default="hybrid", choices=("bm25", "dense", "hybrid"))
     search.add_argument("--fusion", default="convex", choices=("convex", "rrf"),
                         help="hybrid: add normalised scores (convex) or reciprocal ranks (rrf)")
-    search.add_argument("--bm25-share", type=_share, default=0.3,
+    search.add_argument("--bm25-share", type=_share, default=0.25,
                         help="convex fusion: the weight of BM25 (the cosine gets the rest)")
     search.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
     search.add_argument("--path-prefix")
@@ -80,7 +83,8 @@ def _run_update(args: argparse.Namespace) -> int:
     config = None
     if args.rebuild:
         config = IndexConfig(embedder=args.embedder, words=args.words, overlap=args.overlap,
-                             faiss=args.faiss, backend=args.embedder_backend)
+                             faiss=args.faiss, backend=args.embedder_backend,
+                             sentence_words=args.sentence_words)
     report = update_index(args.index, add=args.paths, rebuild=args.rebuild, config=config,
                           max_file_bytes=int(args.max_file_mb * 1024 * 1024))
     print(report.table())

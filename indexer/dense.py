@@ -1,6 +1,6 @@
 """FAISS indexes over normalised embeddings (inner product = cosine similarity).
 
-Exact search is fast enough up to tens of thousands of passages; beyond that HNSW keeps
+Exact search is fast enough up to tens of thousands of vectors; beyond that HNSW keeps
 queries in milliseconds at a small cost in recall. The choice is made by size unless set.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "flat", "hnsw", "ivf")
-EXACT_UP_TO = 50_000  # passages; "auto" switches to HNSW above this
+EXACT_UP_TO = 50_000  # vectors; "auto" switches to HNSW above this
 
 
 def choose_kind(n: int, kind: str = "auto") -> str:

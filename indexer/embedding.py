@@ -87,7 +87,7 @@ class Embedder:
 
         step = 1024  # chunks for the progress bar; the encoder batches within each
         out = np.zeros((len(texts), self.dim), np.float32)
-        with tqdm(total=len(texts), desc="embed", unit="passage", disable=not progress) as bar:
+        with tqdm(total=len(texts), desc="embed", unit="text", disable=not progress) as bar:
             for i in range(0, len(texts), step):
                 out[i:i + step] = self._onnx.encode(texts[i:i + step])
                 bar.update(len(texts[i:i + step]))

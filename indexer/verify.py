@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer import store
-from indexer.build import BM25_DIR, EMBEDDINGS, FAISS_FILE, read_manifest
+from indexer.build import BM25_DIR, EMBEDDINGS, FAISS_FILE, load_units, read_manifest
 from indexer.dense import load_faiss
 from indexer.layout import IndexDir
 from retriever.bm25 import BM25Index
@@ -40,12 +40,19 @@ def verify_index(index: str | Path) -> list[str]:
         bm25 = BM25Index.load(generation / BM25_DIR)
         if len(bm25) != n:
             problems.append(f"BM25 holds {len(bm25)} passages, SQLite {n}")
+        owners = load_units(generation, n)
+        units = len(owners)
+        if units and (np.any(np.diff(owners) < 0) or owners[0] < 0 or owners[-1] >= n):
+            problems.append("units.npy does not map vectors to passage rows in order")
+        elif len(np.unique(owners)) != n:
+            problems.append(f"{n - len(np.unique(owners))} passages have no vector")
         faiss_index = load_faiss(generation / FAISS_FILE, use_gpu=False)
-        if faiss_index.ntotal != n:
-            problems.append(f"FAISS holds {faiss_index.ntotal} vectors, SQLite {n} passages")
-        if vectors.shape[0] != n:
-            problems.append(f"embeddings.npy holds {vectors.shape[0]} rows, SQLite {n}")
-        elif not np.allclose(np.linalg.norm(vectors[: min(n, 1000)], axis=1), 1.0, atol=1e-3):
+        if faiss_index.ntotal != units:
+            problems.append(f"FAISS holds {faiss_index.ntotal} vectors, units.npy {units}")
+        if vectors.shape[0] != units:
+            problems.append(f"embeddings.npy holds {vectors.shape[0]} rows, units.npy {units}")
+        elif not np.allclose(np.linalg.norm(vectors[: min(units, 1000)], axis=1), 1.0,
+                             atol=1e-3):
             problems.append("embeddings are not unit length")
     db.conn.close()
     return problems
