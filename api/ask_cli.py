@@ -24,8 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid")
     p.add_argument("--read-all", action="store_true",
                    help="read every retrieved passage (default, with a fitted calibration: "
-                        "the top 5 first, the rest only when no answer there reaches its "
-                        "early_stop confidence)")
+                        "its first_read passages first, the rest only when no answer "
+                        "there reaches its early_stop confidence)")
+    p.add_argument("--first-read", type=int, default=None,
+                   help="passages adaptive reading reads before deciding whether to read on "
+                        "(default: the calibration's choice)")
     p.add_argument("--path-prefix", help="only documents under this path")
     p.add_argument("--title", help="only documents with this title")
     p.add_argument("--tag", action="append", default=[], help="only documents with this tag")
@@ -58,7 +61,8 @@ def _run_ask(args: argparse.Namespace) -> int:
     from retriever.search import Filters
 
     qa = open_qa(args.index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode,
-                 adaptive=not args.read_all, reader_backend=args.reader_backend)
+                 adaptive=not args.read_all, first_read=args.first_read,
+                 reader_backend=args.reader_backend)
     filters = Filters(path_prefix=args.path_prefix, title=args.title, tags=tuple(args.tag))
     result = qa.ask(args.question, top_k=args.top_k, filters=filters or None)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json

@@ -29,7 +29,7 @@ from reader.squad import SquadExample
 RETRIEVER_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 EARLY_STOP_LEVELS = tuple(round(x, 2) for x in np.arange(0.0, 1.0, 0.05))
 EARLY_STOP_TOLERANCE = 0.005  # top-1 accuracy adaptive reading may give up for its speed
-FIRST_READ = 5  # QA's default
+FIRST_READS = (1, 2, 3, 5)  # how many passages adaptive reading may read before deciding
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Observed:
 
     candidates: list[tuple[float, float, int, str]]
     golds: list[str]
+    passages: int = 0  # passages retrieved and read
 
     @property
     def answerable(self) -> bool:
@@ -69,7 +70,7 @@ def observe(qa: QA, examples: list[SquadExample], batch_size: int = 8,
             # Every passage's spans: which one ranks first depends on the retriever weight.
             found = [(a.score, a.score - prediction.null_score, rank, a.text)
                      for rank, prediction in enumerate(preds, 1) for a in prediction.answers]
-            out.append(Observed(found, [a.text for a in example.answers]))
+            out.append(Observed(found, [a.text for a in example.answers], len(preds)))
         bar.update(len(batch))
     bar.close()
     return out
@@ -158,44 +159,60 @@ def fit(observed: list[Observed], *, source: str = "", seed: int = 0) -> tuple[C
     }
     if note:
         report["threshold_note"] = note
-    calibration.early_stop = choose_early_stop(observed, calibration)
-    report["adaptive_reading"] = simulate_adaptive(observed, calibration)
+    chosen, options = choose_adaptive(observed, calibration)
+    calibration.first_read, calibration.early_stop = chosen["first_read"], chosen["early_stop"]
+    report["adaptive_reading"] = chosen
+    report["adaptive_reading_options"] = options
     return calibration, report
 
 
+def choose_adaptive(observed: list[Observed], calibration: Calibration
+                    ) -> tuple[dict, list[dict]]:
+    """The (first_read, early_stop) pair that reads the fewest passages on average while
+    top-1 accuracy stays within EARLY_STOP_TOLERANCE of reading them all, with the
+    simulation of every first_read tried. Reading is most of a question's latency."""
+    options = [simulate_adaptive(observed, replace(
+        calibration, first_read=first, early_stop=choose_early_stop(observed, calibration, first)))
+        for first in FIRST_READS]
+    return min(options, key=lambda o: (o["passages_read"], -o["first_read"])), options
+
+
 def choose_early_stop(observed: list[Observed], calibration: Calibration,
-                      first_read: int = FIRST_READ) -> float:
+                      first_read: int) -> float:
     """The lowest confidence at which QA may stop reading after `first_read` passages
     while its top-1 accuracy stays within EARLY_STOP_TOLERANCE of reading them all.
 
     Lower levels stop more often (faster answers); above every level it never stops.
     """
     for level in EARLY_STOP_LEVELS:
-        trial = replace(calibration, early_stop=level)
-        sim = simulate_adaptive(observed, trial, first_read)
+        trial = replace(calibration, early_stop=level, first_read=first_read)
+        sim = simulate_adaptive(observed, trial)
         if sim["top1_accuracy_adaptive"] >= sim["top1_accuracy_read_all"] - EARLY_STOP_TOLERANCE:
             return level
     return 1.01
 
 
-def simulate_adaptive(observed: list[Observed], calibration: Calibration,
-                      first_read: int = FIRST_READ) -> dict:
+def simulate_adaptive(observed: list[Observed], calibration: Calibration) -> dict:
     """What QA's adaptive reading would do on these questions: how often it stops after
-    `first_read` passages, and its top-1 accuracy against reading every passage."""
-    stopped, right_adaptive, right_all = 0, 0, 0
+    the calibration's `first_read` passages, how many passages it reads on average, and
+    its top-1 accuracy against reading every passage."""
+    first_read = calibration.first_read
+    stopped, read, right_adaptive, right_all = 0, 0, 0, 0
     for o in observed:
         full = o.top(calibration.retriever_weight)
         early = o.top(calibration.retriever_weight, depth=first_read)
         if early and calibration.confidence(*early[:2]) >= calibration.early_stop:
             stopped += 1
+            read += min(first_read, o.passages)
             chosen = early
         else:
+            read += o.passages
             chosen = full
         right_adaptive += bool(chosen) and o.correct(chosen[2])
         right_all += bool(full) and o.correct(full[2])
     n = max(len(observed), 1)
     return {"first_read": first_read, "early_stop": calibration.early_stop,
-            "stopped_early": round(stopped / n, 4),
+            "stopped_early": round(stopped / n, 4), "passages_read": round(read / n, 3),
             "top1_accuracy_adaptive": round(right_adaptive / n, 4),
             "top1_accuracy_read_all": round(right_all / n, 4)}
 

@@ -31,6 +31,7 @@ class Calibration:
     retriever_weight: float = 0.0
     threshold: float = 0.2  # abstain below this confidence
     early_stop: float = 0.5  # adaptive reading stops once an answer is this confident
+    first_read: int = 5  # ... among the top `first_read` passages, read before the rest
     fitted: bool = False  # False: the defaults above, not fitted on any data
     ece: float | None = None  # expected calibration error on the data it was fitted on
     ece_before: float | None = None  # ... with the uncalibrated defaults

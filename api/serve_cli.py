@@ -47,8 +47,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="default retrieval mode")
     p.add_argument("--read-all", action="store_true",
                    help="read every retrieved passage (default, with a fitted calibration: "
-                        "the top 5 first, the rest only when no answer there reaches its "
-                        "early_stop confidence)")
+                        "its first_read passages first, the rest only when no answer "
+                        "there reaches its early_stop confidence)")
+    p.add_argument("--first-read", type=int, default=None,
+                   help="passages adaptive reading reads before deciding whether to read on "
+                        "(default: the calibration's choice)")
     p.add_argument("--uploads", default=None, help="where uploads are kept "
                    "(default <index>/../uploads)")
     p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")
@@ -195,7 +198,7 @@ def _prepare(args: argparse.Namespace):
         print(f"spanqa: error: {exc}", file=sys.stderr)
         return None, None
     qa, reader_name = load_qa(index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode,
-                              adaptive=not args.read_all,
+                              adaptive=not args.read_all, first_read=args.first_read,
                               reader_backend=args.reader_backend)
     settings = Settings(
         index=index, keys_file=keys_file, protect_all=args.protect_all,

@@ -11,8 +11,8 @@ cached in data/bench/retrieval-index. Each question is asked of the whole collec
 
 Systems, all reading with the same weights (the reader benchmark's data/bench/epoch-v1.1):
   spanqa        api.qa.QA, hybrid retrieval (BM25 + dense, score fusion), the default:
-                adaptive reading (the top 5 passages first, the rest of the depth only
-                when no answer there reaches the calibration's early_stop confidence)
+                adaptive reading (the calibration's first_read passages first, the rest
+                of the depth only when no answer there reaches its early_stop confidence)
   spanqa-readall  the same reading every retrieved passage (adaptive=False)
   spanqa-bm25   the default with BM25 only (to tell retrieval from reading apart)
   spanqa-torch  the default with its reader run by PyTorch instead of ONNX Runtime fp32

@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.calibrate import Observed, calibrate, choose_early_stop, simulate_adaptive
+from api.calibrate import (
+    Observed,
+    calibrate,
+    choose_adaptive,
+    choose_early_stop,
+    simulate_adaptive,
+)
 from api.calibration import (
     Calibration,
     choose_threshold,
@@ -166,6 +172,9 @@ def test_adaptive_reading_stops_early_only_when_confident(corpus, reader, embedd
     sure = qa.ask(question, top_k=20)
     assert sure.passages_read == 2
     assert {a.passage_rank for a in sure.answers} <= {1, 2}
+    qa.first_read, qa.calibration.first_read = None, 1  # the calibration's choice
+    assert qa.ask(question, top_k=20).passages_read == 1
+    qa.first_read = 2
     qa.calibration.fitted = False  # uncalibrated confidences mean nothing: read everything
     assert qa.ask(question).passages_read == retrieved
 
@@ -263,12 +272,29 @@ def test_early_stop_is_the_lowest_level_that_keeps_read_all_accuracy():
     # The best span of a hard question is in passage 10; passage 1 offers a weak wrong one.
     hard = [Observed([(1.0, 0.0, 1, "x"), (12.0, 5.0, 10, "b")], ["b"]) for _ in range(10)]
     calibration = Calibration(score_weight=1.0, margin_weight=0.0, bias=-5.0, fitted=True)
-    level = choose_early_stop(easy + hard, calibration)
+    level = choose_early_stop(easy + hard, calibration, first_read=5)
     assert level == 0.05  # 0.0 would stop on the hard ones (confidence 0.018) too
     calibration.early_stop = level
     sim = simulate_adaptive(easy + hard, calibration)
     assert sim["stopped_early"] == 0.5
     assert sim["top1_accuracy_adaptive"] == sim["top1_accuracy_read_all"] == 1.0
+
+
+def test_adaptive_reading_reads_as_few_passages_as_keep_the_accuracy():
+    # Easy questions are answered confidently in passage 1 or 2; hard ones only in 10.
+    one = [Observed([(10.0, 5.0, 1, "a")], ["a"], passages=20) for _ in range(10)]
+    two = [Observed([(1.0, 0.0, 1, "x"), (10.0, 5.0, 2, "a")], ["a"], passages=20)
+           for _ in range(10)]
+    hard = [Observed([(1.0, 0.0, 1, "x"), (12.0, 5.0, 10, "b")], ["b"], passages=20)
+            for _ in range(10)]
+    calibration = Calibration(score_weight=1.0, margin_weight=0.0, bias=-5.0, fitted=True)
+    chosen, options = choose_adaptive(one + two + hard, calibration)
+    by_first = {o["first_read"]: o for o in options}
+    # Reading 1 first stops on a third (1 + 19 * 2/3 = 13.67 on average); reading 2 first
+    # stops on two thirds (2 * 2/3 + 20/3 = 8.0); more first reads only cost.
+    assert by_first[1]["passages_read"] == pytest.approx(13.667, abs=1e-3)
+    assert chosen["first_read"] == 2 and chosen["passages_read"] == 8.0
+    assert chosen["top1_accuracy_adaptive"] == chosen["top1_accuracy_read_all"] == 1.0
 
 
 def test_calibrate_fits_saves_and_is_loaded_with_the_reader(tmp_path, squad_dir, tiny_model,
