@@ -13,6 +13,24 @@ if TYPE_CHECKING:  # imported where used: `spanqa --help` stays fast
     from api.qa import QA, AskResult
 
 
+def add_reading_arguments(p: argparse.ArgumentParser) -> None:
+    """How much of what was retrieved is read (`spanqa ask` and `spanqa serve`)."""
+    reading = p.add_mutually_exclusive_group()
+    reading.add_argument("--read-all", action="store_true",
+                         help="read every retrieved passage (default, with a fitted "
+                              "calibration: its first_read passages first, the rest only "
+                              "when no answer there reaches its early_stop confidence)")
+    reading.add_argument("--first-read", type=_at_least_one, default=None,
+                         help="passages adaptive reading reads before deciding whether to "
+                              "read on (default: the calibration's choice)")
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ask", help="answer a question from an index")
     p.add_argument("question")
@@ -22,13 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3, help="answers to show")
     p.add_argument("--retrieval-k", type=int, default=20, help="passages to read")
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid")
-    p.add_argument("--read-all", action="store_true",
-                   help="read every retrieved passage (default, with a fitted calibration: "
-                        "its first_read passages first, the rest only when no answer "
-                        "there reaches its early_stop confidence)")
-    p.add_argument("--first-read", type=int, default=None,
-                   help="passages adaptive reading reads before deciding whether to read on "
-                        "(default: the calibration's choice)")
+    add_reading_arguments(p)
     p.add_argument("--path-prefix", help="only documents under this path")
     p.add_argument("--title", help="only documents with this title")
     p.add_argument("--tag", action="append", default=[], help="only documents with this tag")

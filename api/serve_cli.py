@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from api.ask_cli import add_reading_arguments
 from reader.cli import add_backend_argument
 
 log = logging.getLogger("spanqa.serve")
@@ -45,13 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="passages read per question (a request may ask for 1-100)")
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid",
                    help="default retrieval mode")
-    p.add_argument("--read-all", action="store_true",
-                   help="read every retrieved passage (default, with a fitted calibration: "
-                        "its first_read passages first, the rest only when no answer "
-                        "there reaches its early_stop confidence)")
-    p.add_argument("--first-read", type=int, default=None,
-                   help="passages adaptive reading reads before deciding whether to read on "
-                        "(default: the calibration's choice)")
+    add_reading_arguments(p)
     p.add_argument("--uploads", default=None, help="where uploads are kept "
                    "(default <index>/../uploads)")
     p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")

@@ -689,6 +689,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
                        "device": str(getattr(qa.reader, "device", "")),
                        "backend": getattr(qa.reader, "backend", "torch")},
             "retrieval": {"mode": qa.mode, "retrieval_k": qa.retrieval_k},
+            "reading": {"adaptive": qa.adaptive and qa.calibration.fitted,
+                        "first_read": qa.first_read or qa.calibration.first_read},
             "calibration": calibration,
             "batching": batcher.stats(),
             "jobs": jobs.counts(),

@@ -324,6 +324,11 @@ def main() -> None:
     qa_read_all = QA(retriever, reader, calibration=qa.calibration,
                      max_passages_shown=max(depths), adaptive=False)
     spanqa_setup = time.perf_counter() - began
+    # What the figures depend on beyond the command line: the index and the calibration.
+    results["config"] |= {"index_config": retriever.manifest["config"],
+                          "vectors": len(retriever.owners),
+                          "fusion": dataclasses.asdict(retriever.fusion),
+                          "calibration": dataclasses.asdict(own)}
     runners: dict = {}
     for name in systems:
         if name == "spanqa":

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-DEFAULT_INDEX = Path(__file__).resolve().parents[1] / "data" / "index"
+from reader.paths import data_home
+
+DEFAULT_INDEX = data_home() / "index"
 
 
 def _index_arg(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ of consecutive sentences of about that many words; its dense score is the best s
 units (MaxP). Why: a question usually matches one or two sentences, and a single vector for
 a 150-word paragraph blurs them with the rest (all-MiniLM-L6-v2 was trained on 128-token
 inputs). Measured on the SQuAD collection (bench/retrieval.py): dense recall@5 88.6 ->
-93.7 with groups of 35 words, chosen on the train questions.
+93.5 with groups of 35 words, chosen on the train questions.
 
 Units are stored in passage order, so the units of passage row r are one contiguous run.
 """

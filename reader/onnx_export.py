@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -108,9 +109,9 @@ def export_cached(
     key = _cache_key(model, outputs, quantize, per_channel)
     target, failed = cache / key, cache / f"{key}.failed"
     model_file = target / "model.onnx"
+    with contextlib.suppress(OSError):
+        os.utime(target)  # last use, so pruning spares it; then check it is (still) there
     if model_file.exists():
-        with contextlib.suppress(OSError):
-            os.utime(target)  # last use, for pruning
         return model_file
     if failed.exists():  # don't spend an export on every start to fail the same way again
         raise RuntimeError(f"{failed.read_text(encoding='utf-8', errors='replace')} (an "
@@ -122,7 +123,7 @@ def export_cached(
         log.info("exporting %s to ONNX (once per model) in %s", type(model).__name__, target)
         try:
             _export(model, list(samples), list(outputs), pick, work, quantize, per_channel)
-        except (OSError, MemoryError):  # the machine's trouble, not the model's: retry later
+        except (OSError, MemoryError, ImportError):  # the machine's trouble: retry next time
             raise
         except Exception as error:
             with contextlib.suppress(OSError):
@@ -139,6 +140,7 @@ def export_cached(
 
 
 UNUSED_DAYS = 30
+_CACHE_ENTRY = re.compile(r"[0-9a-f]{24}(\.failed)?|\.export-.+")
 
 
 def _prune(cache: Path) -> None:
@@ -146,6 +148,8 @@ def _prune(cache: Path) -> None:
     leaves an export behind), and work folders a killed export left an hour ago or more."""
     now = time.time()
     for entry in cache.iterdir():
+        if not _CACHE_ENTRY.fullmatch(entry.name):
+            continue  # not ours: the folder may be shared ($SPANQA_ONNX_CACHE)
         with contextlib.suppress(OSError):  # another process may be removing it too
             age = now - entry.stat().st_mtime
             if entry.name.startswith(".export-"):
@@ -159,6 +163,7 @@ def _prune(cache: Path) -> None:
 
 
 def _cache_key(model, outputs: Sequence[str], quantize: bool, per_channel: bool) -> str:
+    import onnx
     import onnxruntime
     import torch
 
@@ -169,7 +174,8 @@ def _cache_key(model, outputs: Sequence[str], quantize: bool, per_channel: bool)
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(f"{torch.__version__} {onnxruntime.__version__} {list(outputs)} "
+    digest.update(f"{torch.__version__} {onnxruntime.__version__} {onnx.__version__} "
+                  f"{list(outputs)} "
                   f"q={quantize} pc={per_channel} v2".encode())
     return digest.hexdigest()[:24]
 

@@ -235,12 +235,13 @@ def check_same_run(cfg: Any, stored: dict) -> None:
         raise ValueError(f"--resume with settings that differ from the checkpoint's ({listed})")
 
 
-def out_of_training_time(cfg: TrainConfig, trained: float, env: Dist) -> bool:
+def out_of_training_time(cfg: TrainConfig, trained: float, env: Dist,
+                         device: torch.device) -> bool:
     """Whether the time cap is spent. Rank 0's clock decides for every process, so all of
     them stop after the same step."""
     if not cfg.max_train_seconds:
         return False
-    flag = torch.tensor([float(trained >= cfg.max_train_seconds)])
+    flag = torch.tensor([float(trained >= cfg.max_train_seconds)], device=device)
     if env.world > 1:
         dist.broadcast(flag, src=0)
     return bool(flag.item())
@@ -362,7 +363,7 @@ def train(cfg: TrainConfig) -> dict:
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
                 "next_batch": next_batch, "best": best, "history": history, "rng": rng,
-                "train_seconds": trained_before + time.perf_counter() - began - eval_seconds,
+                "train_seconds": trained,
             }
             save_checkpoint(out / "last", model, tokenizer,
                             {**meta, "step": step, "best": best}, state)
@@ -373,7 +374,9 @@ def train(cfg: TrainConfig) -> dict:
     eval_seconds = 0.0
     seen, loss_sum, loss_n, window_t, window_seen = 0, 0.0, 0, time.perf_counter(), 0
     batches, batches_epoch = [], -1
-    while step < total_steps:
+    trained = trained_before
+    spent = bool(cfg.max_train_seconds) and trained_before >= cfg.max_train_seconds
+    while step < total_steps and not spent:  # (a resumed run may have spent its time already)
         if batches_epoch != epoch:  # each epoch has its own order, a function of the seed
             batches, batches_epoch = step_batches(cfg, lengths, epoch, parts), epoch
         step_batch = batches[next_batch]
@@ -404,7 +407,7 @@ def train(cfg: TrainConfig) -> dict:
         bar.update(1)
         if step % cfg.log_every == 0 or step == total_steps:
             if env.world > 1:  # log the loss of the global batch, not of this process
-                totals = torch.tensor([loss_sum, loss_n], dtype=torch.float64)
+                totals = torch.tensor([loss_sum, loss_n], dtype=torch.float64, device=device)
                 dist.all_reduce(totals)
                 loss_sum, loss_n = totals[0].item(), int(totals[1].item())
             now = time.perf_counter()
@@ -415,8 +418,8 @@ def train(cfg: TrainConfig) -> dict:
             metrics_log.write(**record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}", fps=f"{rate:.1f}")
             loss_sum, loss_n, window_t, window_seen = 0.0, 0, now, 0
-        out_of_time = out_of_training_time(cfg, trained_before + time.perf_counter() - began
-                                           - eval_seconds, env)
+        trained = trained_before + time.perf_counter() - began - eval_seconds
+        out_of_time = out_of_training_time(cfg, trained, env, device)
         at_eval = step % eval_every == 0 or step == total_steps or out_of_time
         if at_eval or (cfg.save_steps and step % cfg.save_steps == 0):
             result = None

@@ -129,9 +129,11 @@ class Retriever:
         self.db = store.open_db(self.generation)
         self.bm25 = BM25Index.load(self.generation / BM25_DIR) if self.passages else None
         self.faiss = load_faiss(self.generation / FAISS_FILE) if self.passages else None
+        self.on_gpu = self.faiss is not None and "Gpu" in type(self.faiss).__name__
         self.vectors = np.load(self.generation / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
         self.owners = load_units(self.generation, self.passages)  # passage row of each vector
         self.bounds = unit_bounds(self.owners, self.passages)
+        self.most_units = int(np.diff(self.bounds).max()) if self.passages else 1
 
     def matches(self, embedder) -> bool:
         """Whether `embedder` embeds questions the way this index embedded its passages."""
@@ -200,8 +202,9 @@ class Retriever:
         query = self.embed_questions([question]) if query is None else query.reshape(1, -1)
         units = len(self.owners)
         if allowed is None:
-            # Enough units to cover `depth` passages even when each matches with several.
-            k = min(units, depth * max(1, -(-units // max(self.passages, 1))) * 2)
+            # Enough units to hold `depth` passages even if each before them matched with
+            # all its units (exact search; GPU indexes return at most 2,048).
+            k = min(units, (depth - 1) * self.most_units + 1, 2048 if self.on_gpu else units)
             scores, ids = self.faiss.search(query, k)
             found: dict[int, float] = {}
             for i, score in zip(ids[0], scores[0], strict=True):

@@ -333,6 +333,9 @@ def test_ask_command_prints_json_and_text(corpus, tiny_model):
     text = spanqa("ask", "capital of France", "--index", str(corpus[0]), "--reader",
                   str(tiny_model))
     assert text.returncode == 0 and "Q: capital of France" in text.stdout
+    for bad in (["--first-read", "0"], ["--first-read", "2", "--read-all"]):
+        refused = spanqa("ask", "capital?", "--index", str(corpus[0]), *bad)
+        assert refused.returncode == 2 and "--first-read" in refused.stderr
 
 
 def test_ask_without_any_reader_says_how_to_get_one(corpus, tmp_path):

@@ -122,18 +122,21 @@ def test_an_export_that_differs_from_pytorch_falls_back_or_fails(
 
 def test_exports_unused_for_a_month_are_pruned(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("SPANQA_ONNX_CACHE", str(tmp_path))
-    old, recent, note = tmp_path / ("0" * 24), tmp_path / ("1" * 24), tmp_path / "2.failed"
+    old, recent = tmp_path / ("0" * 24), tmp_path / ("1" * 24)
+    note, foreign = tmp_path / ("2" * 24 + ".failed"), tmp_path / "not-ours"
     for path in (old, recent):
         path.mkdir()
         (path / "model.onnx").write_bytes(b"")
     note.write_text("")
+    foreign.write_text("")  # a shared folder may hold other things: never touched
     month = time.time() - 31 * 86400
-    for path in (old, note):
+    for path in (old, note, foreign):
         os.utime(path, (month, month))
     Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu", backend="onnx")
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
-    assert len(left) == 2 and recent.name in left and old.name not in left
-    used = tmp_path / next(n for n in left if n != recent.name)
+    assert len(left) == 3 and {recent.name, foreign.name} < set(left)
+    assert old.name not in left and note.name not in left
+    used = tmp_path / next(n for n in left if n not in (recent.name, foreign.name))
     os.utime(used, (month, month))  # using an export marks it as used
     Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu", backend="onnx")
     assert used.stat().st_mtime > time.time() - 60

@@ -234,7 +234,10 @@ def test_time_cap_stops_training_evaluates_and_resumes_with_the_time_spent(squad
     assert [m["step"] for m in evals] == [1]  # the stop is evaluated and checkpointed
     assert summary["best"]["step"] == 1 and (run / "best" / "model.safetensors").is_file()
     spent = load_trainer_state(run / "last")["train_seconds"]
-    assert spent > 0
+    assert 0 < spent < summary["train_seconds"] + 1e-6  # evaluation time is not training
+    # A resumed run whose time is spent does not train further.
+    cfg.resume = True
+    assert train(cfg)["steps"] == 1
     # Resuming with a larger cap counts the time already spent and takes more steps.
-    cfg.resume, cfg.max_train_seconds = True, spent + 3600
+    cfg.max_train_seconds = spent + 3600
     assert train(cfg)["steps"] == summary["planned_steps"]

@@ -28,6 +28,9 @@ DOCS = {
     "orchard.txt": "Apple trees in the valley flower in April. " * 2
                    + "The cider press runs from September to November, after the harvest.",
     "short.txt": "Oslo is the capital of Norway.",
+    "apricot.txt": "Apricots need a warm spring. Late frost kills the blossom in a night. "
+                   "Growers light small fires between the rows to keep the air moving. "
+                   "The fruit is picked by hand in July and sold within days.",
 }
 
 
@@ -62,7 +65,7 @@ def test_a_passage_scores_its_best_sentence_group(tmp_path, embedder):
                  config=IndexConfig(sentence_words=25))
     retriever = Retriever(index, embedder=embedder)
     owners = retriever.owners
-    assert len(owners) > retriever.passages == 3 and np.all(np.diff(owners) >= 0)
+    assert len(owners) > retriever.passages == 4 and np.all(np.diff(owners) >= 0)
     assert verify_index(index) == []
     question = "When did the keepers stop burning whale oil?"
     query = retriever.embed_questions([question])[0]
@@ -73,10 +76,10 @@ def test_a_passage_scores_its_best_sentence_group(tmp_path, embedder):
         assert best[row] == pytest.approx(units.max(), abs=1e-6)
     whole = np.asarray(retriever.vectors)[retriever.bounds[rows]] @ query  # first unit: whole
     assert best.max() > whole.max()  # the sentence matches better than the paragraph
-    hits = retriever.search(question, 3, mode="dense")
-    assert len({h.passage_id for h in hits}) == 3 and hits[0].title == "cape"
+    hits = retriever.search(question, 4, mode="dense")
+    assert len({h.passage_id for h in hits}) == 4 and hits[0].title == "cape"
     assert hits[0].score == pytest.approx(best.max(), abs=1e-5)
-    only = retriever.search(question, 3, mode="dense", filters=Filters(path_prefix=str(docs)))
+    only = retriever.search(question, 4, mode="dense", filters=Filters(path_prefix=str(docs)))
     assert [(h.passage_id, round(h.score, 5)) for h in only] == [
         (h.passage_id, round(h.score, 5)) for h in hits]
 
@@ -92,18 +95,23 @@ def test_updates_keep_each_passages_units_and_old_indexes_still_load(tmp_path, e
         "select p.row from passages p join documents d on d.id = p.document_id "
         "where d.title = 'cape'")]
     cape_units = np.asarray(before.vectors)[np.isin(before.owners, cape)].copy()
-    # Change the orchard, drop the short one: the cape's units travel to its new rows.
+    before_rows = cape
+    # Change the orchard, drop the apricots (stored before the cape): the cape's units
+    # travel to its new rows.
     (docs / "orchard.txt").write_text("Pears ripen in the valley in late August.")
-    (docs / "short.txt").unlink()
-    update_index(index, add=[docs / "orchard.txt"], remove=[str(docs / "short.txt")],
+    (docs / "apricot.txt").unlink()
+    update_index(index, add=[docs / "orchard.txt"], remove=[str(docs / "apricot.txt")],
                  embedder=embedder, progress=False)
     assert verify_index(index) == []
     after = Retriever(index, embedder=embedder)
-    assert after.passages == 2
+    assert after.passages == 3
     cape = [r["row"] for r in after.db.query(
         "select p.row from passages p join documents d on d.id = p.document_id "
         "where d.title = 'cape'")]
     assert np.array_equal(np.asarray(after.vectors)[np.isin(after.owners, cape)], cape_units)
+    assert before_rows != cape  # it did move
+    hits = after.search("When did the keepers stop burning whale oil?", 1, mode="dense")
+    assert hits[0].title == "cape"
     with pytest.raises(ValueError, match="rebuild"):
         update_index(index, add=[docs], config=IndexConfig(sentence_words=50),
                      embedder=embedder, progress=False)
