@@ -20,15 +20,22 @@ def add_reading_arguments(p: argparse.ArgumentParser) -> None:
                          help="read every retrieved passage (default, with a fitted "
                               "calibration: its first_read passages first, the rest only "
                               "when no answer there reaches its early_stop confidence)")
-    reading.add_argument("--first-read", type=_at_least_one, default=None,
+    reading.add_argument("--first-read", type=positive(int, 1), default=None,
                          help="passages adaptive reading reads before deciding whether to "
                               "read on (default: the calibration's choice)")
 
 
-def _at_least_one(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return int(text)
+def positive(kind: type, minimum: float) -> object:
+    """An argparse type: a number of `kind`, at least `minimum`."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    return parse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

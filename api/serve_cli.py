@@ -8,22 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from api.ask_cli import add_reading_arguments
+from api.ask_cli import add_reading_arguments, positive
 from reader.cli import add_backend_argument
 
 log = logging.getLogger("spanqa.serve")
-
-
-def _positive(kind: type, minimum: float) -> object:
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
-        return value
-    return parse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,16 +21,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reader run or checkpoint directory, or hub id (default: the hub's "
                         "SpanBERT SQuAD 2.0 reader, else the one `spanqa demo` caches)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_positive(int, 0), default=8000)
+    p.add_argument("--port", type=positive(int, 0), default=8000)
     p.add_argument("--keys", default=None, help="API keys file (default <index>/../api_keys.json)")
     p.add_argument("--protect-all", action="store_true",
                    help="require an API key on every /v1 endpoint (health excepted), not only "
                         "on uploads, removals and the feedback export")
-    p.add_argument("--max-batch", type=_positive(int, 1), default=8,
+    p.add_argument("--max-batch", type=positive(int, 1), default=8,
                    help="questions read in one reader pass")
-    p.add_argument("--batch-wait-ms", type=_positive(float, 0), default=5.0,
+    p.add_argument("--batch-wait-ms", type=positive(float, 0), default=5.0,
                    help="how long the first question of a batch waits for company")
-    p.add_argument("--retrieval-k", type=_positive(int, 1), default=20,
+    p.add_argument("--retrieval-k", type=positive(int, 1), default=20,
                    help="passages read per question (a request may ask for 1-100)")
     p.add_argument("--mode", choices=("bm25", "dense", "hybrid"), default="hybrid",
                    help="default retrieval mode")
@@ -50,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--uploads", default=None, help="where uploads are kept "
                    "(default <index>/../uploads)")
     p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")
-    p.add_argument("--max-upload-mb", type=_positive(float, 0.001), default=50.0)
-    p.add_argument("--max-json-kb", type=_positive(float, 1), default=1024.0)
+    p.add_argument("--max-upload-mb", type=positive(float, 0.001), default=50.0)
+    p.add_argument("--max-json-kb", type=positive(float, 1), default=1024.0)
     add_backend_argument(p, "--reader-backend")
     p.set_defaults(func=run_serve)
 

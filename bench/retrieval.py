@@ -147,8 +147,7 @@ def build(index: Path, backend: str, sentence_words: int = IndexConfig.sentence_
     """Build `index` unless it already holds this configuration."""
     if (index / "CURRENT").exists():
         config = Retriever(index).manifest["config"]
-        if (config["sentence_words"], backend) == (sentence_words, "auto") or \
-                (config["sentence_words"], config["backend"]) == (sentence_words, backend):
+        if config["sentence_words"] == sentence_words and backend in ("auto", config["backend"]):
             return {}
     began = time.perf_counter()
     report = update_index(index, add=[SQUAD / f for f in FILES], rebuild=True,
