@@ -71,7 +71,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def open_qa(index: str | None, reader: str | None, **kwargs) -> QA:
     from api.qa import QA
-    from api.readers import default_index, resolve_reader
+    from api.readers import resolve_reader
+    from reader.paths import default_index
 
     return QA(index or default_index(), resolve_reader(reader), **kwargs)
 
@@ -114,7 +115,8 @@ def format_result(result: AskResult) -> str:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from api.calibrate import calibrate
     from api.qa import QA
-    from api.readers import default_index, resolve_reader
+    from api.readers import resolve_reader
+    from reader.paths import default_index
     from reader.squad import load_squad
 
     reader = resolve_reader(args.reader)

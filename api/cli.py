@@ -15,10 +15,8 @@ from api.serve_cli import add_parser as add_serve_parser
 from indexer.cli import add_parser as add_index_parser
 from pretrain.cli import add_parser as add_pretrain_parser
 from reader.cli import add_parser as add_reader_parser
-from reader.paths import data_home
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = data_home()
 
 
 def squad_dir() -> Path:

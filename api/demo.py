@@ -19,13 +19,13 @@ CALIBRATION_QUESTIONS = 100
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from api.cli import DATA_DIR
+    from reader.paths import data_home
 
     p = sub.add_parser("demo", help="index documents, train a reader if none is cached, "
                        "then answer questions with their sources")
     p.add_argument("--docs", nargs="*", default=None,
                    help="files or folders to index (default: the shared SQuAD dev articles)")
-    p.add_argument("--index", default=str(DATA_DIR / "demo-index"))
+    p.add_argument("--index", default=str(data_home() / "demo-index"))
     p.add_argument("--reader", default=None,
                    help="use this reader instead of the demo's cached one")
     p.add_argument("--question", action="append", default=[],
@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from api.ask_cli import format_result
     from api.cli import squad_dir
     from api.qa import QA
-    from api.readers import demo_reader_dir
     from indexer.build import update_index
+    from reader.paths import demo_reader_dir
     from reader.squad import load_squad
 
     began = time.perf_counter()

@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+from reader.paths import demo_reader_dir
+
 log = logging.getLogger(__name__)
 
 HUB_READER = "mrm8488/spanbert-finetuned-squadv2"  # SpanBERT base fine-tuned on SQuAD 2.0
@@ -13,18 +15,6 @@ HUB_READER = "mrm8488/spanbert-finetuned-squadv2"  # SpanBERT base fine-tuned on
 
 class NoReaderError(FileNotFoundError):
     """No reader was named and no default one can be had."""
-
-
-def demo_reader_dir() -> Path:
-    from api.cli import DATA_DIR
-
-    return DATA_DIR / "readers" / "demo"
-
-
-def default_index() -> Path:
-    from api.cli import DATA_DIR
-
-    return DATA_DIR / "index"
 
 
 def cached_demo_reader() -> Path | None:

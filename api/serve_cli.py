@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def default_keys_file(index: str | Path | None) -> Path:
-    from api.readers import default_index
+    from reader.paths import default_index
 
     return Path(index or default_index()).resolve().parent / "api_keys.json"
 
@@ -165,9 +165,9 @@ def run_serve(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace):
     """(QA, Settings), or (None, None) after printing why the server cannot start."""
     from api.auth import KeyFileError, KeyStore
-    from api.readers import default_index
     from api.server import Settings
     from indexer.layout import IndexDir, IndexNotFoundError
+    from reader.paths import default_index
 
     index = Path(args.index or default_index())
     if not IndexDir(index).exists():

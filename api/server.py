@@ -12,6 +12,9 @@ Bad input is always a 4xx with a message naming what was wrong, never a 500: sch
 are 422s naming the field, oversized bodies 413 (Content-Length and counted bytes), files
 of unknown types 415. A failure inside the pipeline is logged with the request id and
 answered with a 500 carrying the same id.
+
+The request bodies live in api/schemas.py, the middleware every request passes through in
+api/gate.py, the Prometheus metrics in api/metrics.py; this module holds the routes.
 """
 
 from __future__ import annotations
@@ -21,18 +24,16 @@ import contextlib
 import json
 import logging
 import math
-import re
 import secrets
 import shutil
 import sqlite3
 import time
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
 from fastapi.encoders import jsonable_encoder
@@ -42,42 +43,26 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import HEADER, KeyStore, how_to_create
 from api.batching import MicroBatcher, Overloaded
 from api.feedback import FeedbackStore
+from api.gate import MiB, RequestGate
 from api.jobs import JobQueue, SharedEmbedder
-from api.logs import REQUEST_ID, request_id_from
+from api.logs import REQUEST_ID
+from api.metrics import Metrics
 from api.qa import QA, AskRequest
+from api.schemas import AskIn, FeedbackIn, SearchIn
+from api.uploads import safe_filename, unique_name
 from indexer import store
 from indexer.readers import SUPPORTED
-from retriever.search import Filters
 
 log = logging.getLogger("spanqa.api")
-access_log = logging.getLogger("spanqa.access")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MiB = 1024 * 1024
-DRAIN_LIMIT = 64 * MiB  # an oversized body is read and dropped up to this much, so that the
-# client, still sending, gets its 413 instead of a connection reset
-UPLOAD_ROUTE = "/v1/documents"
 
 
 @dataclass
@@ -115,229 +100,6 @@ class Settings:
 def reader_name(qa: QA) -> str:
     config = getattr(getattr(qa.reader, "model", None), "config", None)
     return str(getattr(config, "_name_or_path", "") or type(qa.reader).__name__)
-
-
-# ------------------------------------------------------------------------- request models
-
-Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-Mode = Literal["bm25", "dense", "hybrid"]
-
-
-class FiltersIn(BaseModel):
-    """Document metadata filters; all given ones must hold."""
-
-    model_config = ConfigDict(extra="forbid")
-    path_prefix: str | None = Field(None, max_length=4096,
-                                    description="only documents whose path starts with this")
-    title: str | None = Field(None, max_length=1000, description="only documents with this title")
-    tags: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
-        default_factory=list, max_length=50, description="only documents with all these tags")
-
-    @field_validator("path_prefix", "title")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
-
-    def to_filters(self) -> Filters | None:
-        filters = Filters(path_prefix=self.path_prefix or None, title=self.title or None,
-                          tags=tuple(t for t in self.tags if t))
-        return filters or None
-
-
-class AskIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: Question = Field(description="1 to 1000 characters (after stripping spaces)")
-    top_k: int = Field(3, ge=1, le=20, strict=True, description="answers to return")
-    retrieval_k: int | None = Field(None, ge=1, le=100, strict=True,
-                                    description="passages to read (default: the server's)")
-    mode: Mode | None = Field(None, description="retrieval mode (default: the server's)")
-    filters: FiltersIn | None = None
-
-
-class SearchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: Question
-    top_k: int = Field(10, ge=1, le=100, strict=True)
-    mode: Mode | None = None
-    filters: FiltersIn | None = None
-
-
-class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: Question
-    answer: str = Field(min_length=1, max_length=2000, description="the answer shown")
-    passage_id: str = Field(min_length=1, max_length=200)
-    start: int = Field(ge=0, strict=True, description="answer offsets in the passage text")
-    end: int = Field(ge=1, strict=True)
-    correct: bool = Field(strict=True)
-    comment: str | None = Field(None, max_length=5000)
-
-    @model_validator(mode="after")
-    def _span(self) -> FeedbackIn:
-        if self.end <= self.start:
-            raise ValueError("end must be greater than start")
-        return self
-
-
-# ------------------------------------------------------------------------- metrics
-
-
-class Metrics:
-    """Prometheus metrics in a registry of their own, so several apps can live in one
-    process (tests) without clashing in the global registry."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("spanqa_http_requests_total", "HTTP requests",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("spanqa_http_request_duration_seconds",
-                                 "HTTP request latency", ["route"], registry=self.registry,
-                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-        self.batch_size = Histogram("spanqa_reader_batch_size", "Questions per reader pass",
-                                    registry=self.registry,
-                                    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
-        self.jobs_finished = Counter("spanqa_jobs_finished_total", "Index jobs finished",
-                                     ["kind", "status"], registry=self.registry)
-
-    def add_live(self, qa: QA, jobs: JobQueue, batcher: MicroBatcher) -> None:
-        self.registry.register(_LiveCollector(qa, jobs, batcher))
-
-
-class _LiveCollector:
-    """Values read at scrape time: job counts, the live index, the batcher's queue."""
-
-    def __init__(self, qa: QA, jobs: JobQueue, batcher: MicroBatcher):
-        self.qa, self.jobs, self.batcher = qa, jobs, batcher
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        jobs = GaugeMetricFamily("spanqa_jobs", "Index jobs by status", labels=["status"])
-        for status, count in self.jobs.counts().items():
-            jobs.add_metric([status], count)
-        yield jobs
-        retriever = self.qa.retriever
-        yield GaugeMetricFamily("spanqa_index_documents", "Documents in the live index",
-                                value=retriever.manifest.get("documents", 0))
-        yield GaugeMetricFamily("spanqa_index_passages", "Passages in the live index",
-                                value=retriever.passages)
-        yield GaugeMetricFamily("spanqa_batcher_pending", "Questions waiting for the model",
-                                value=self.batcher.stats()["pending"])
-
-
-# ------------------------------------------------------------------------- middleware
-
-
-class PayloadTooLarge(StarletteHTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"request body too large: the limit is {limit} bytes "
-                              f"({limit / MiB:.1f} MiB)")
-
-
-class RequestGate:
-    """Pure ASGI middleware around every request: request id, body size limit, access log,
-    metrics, and the last line of defence that turns an unexpected exception into a JSON
-    500 carrying the request id (logged with its traceback)."""
-
-    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics):
-        self.app, self.settings, self.metrics = app, settings, metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        rid = request_id_from(headers.get("x-request-id"))
-        token = REQUEST_ID.set(rid)
-        scope.setdefault("state", {})["request_id"] = rid
-        began = time.perf_counter()
-        method, path = scope["method"], scope["path"]
-        limit = (self.settings.max_upload_bytes if method == "POST" and path == UPLOAD_ROUTE
-                 else self.settings.max_json_bytes)
-        sent = {"status": 500, "started": False}
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                sent["status"], sent["started"] = message["status"], True
-                MutableHeaders(scope=message)["X-Request-ID"] = rid
-            await send(message)
-
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    if message.get("more_body", False):
-                        await _drain(receive, DRAIN_LIMIT)
-                    raise PayloadTooLarge(limit)
-            return message
-
-        try:
-            declared = _content_length(headers)
-            if declared is not None and declared > limit:
-                await _drain(receive, DRAIN_LIMIT)
-                await _send_json(send_with_id, 413, {"detail": PayloadTooLarge(limit).detail,
-                                                     "request_id": rid})
-            else:
-                await self.app(scope, counting_receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error in %s %s", method, path,
-                          extra={"request_id": rid, "method": method, "path": path})
-            if not sent["started"]:
-                await _send_json(send_with_id, 500, {
-                    "detail": "internal server error; the server log has the details under "
-                              "this request id", "request_id": rid})
-            sent["status"] = 500
-        finally:
-            seconds = time.perf_counter() - began
-            route = _route_label(scope)
-            status = sent["status"]
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route).observe(seconds)
-            access_log.log(logging.WARNING if status >= 500 else logging.INFO, "request",
-                           extra={"request_id": rid, "method": method, "path": path,
-                                  "status": status, "duration_ms": round(seconds * 1000, 2),
-                                  "route": route})
-            REQUEST_ID.reset(token)
-
-
-def _content_length(headers: Headers) -> int | None:
-    value = headers.get("content-length")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-async def _drain(receive: Receive, budget: int) -> None:
-    seen = 0
-    while seen <= budget:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
-
-
-async def _send_json(send: Send, status: int, content: dict) -> None:
-    response = JSONResponse(content, status_code=status)
-    await send({"type": "http.response.start", "status": status,
-                "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-def _route_label(scope: Scope) -> str:
-    """The route template ("/v1/jobs/{job_id}"), never the raw path: bounded label values."""
-    route = scope.get("route")
-    if route is not None and getattr(route, "path", None):
-        return route.path
-    if scope["path"].startswith("/static/"):
-        return "/static"
-    return "unmatched"
 
 
 class _StaticFiles(StaticFiles):
@@ -384,37 +146,6 @@ def finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
     return value
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_filename(name: str | None) -> str:
-    """A file name that is safe to create: no folders, only [A-Za-z0-9._-], no leading dot,
-    at most ~120 characters with its extension kept."""
-    base = (name or "").replace("\\", "/").split("/")[-1]
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
-    base = _UNSAFE.sub("_", base).strip("._-")
-    base = re.sub(r"_+", "_", base)
-    stem, dot, suffix = base.rpartition(".")
-    if not dot:
-        stem, suffix = base, ""
-    stem = stem.strip("._-")[:100] or "upload"
-    return f"{stem}.{suffix[:16]}" if suffix else stem
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        stem, suffix = name, ""
-    n = 2
-    while True:
-        candidate = f"{stem}-{n}" + (f".{suffix}" if suffix else "")
-        if candidate not in taken:
-            return candidate
-        n += 1
 
 
 @contextlib.contextmanager
@@ -490,7 +221,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
     app.state.qa, app.state.settings, app.state.metrics = qa, settings, metrics
     app.state.batcher, app.state.jobs, app.state.keys = batcher, jobs, keys
     app.state.feedback = feedback
-    app.add_middleware(RequestGate, settings=settings, metrics=metrics)
+    app.add_middleware(RequestGate, max_json_bytes=settings.max_json_bytes,
+                       max_upload_bytes=settings.max_upload_bytes, metrics=metrics)
 
     # ------------------------------------------------------------------ errors
 
@@ -574,7 +306,7 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
                 raise HTTPException(415, f"{shown!r}: unsupported file type "
                                          f"{suffix or '(no extension)'}; supported types: "
                                          f"{', '.join(SUPPORTED)}")
-            names.append(_unique(name, set(names)))
+            names.append(unique_name(name, set(names)))
         upload_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
         folder = settings.uploads_dir / upload_id
         folder.mkdir(parents=True)

@@ -6,13 +6,11 @@ import argparse
 import json
 import sys
 
-from reader.paths import data_home
-
-DEFAULT_INDEX = data_home() / "index"
+from reader.paths import default_index
 
 
 def _index_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", default=str(DEFAULT_INDEX), help="index directory")
+    p.add_argument("--index", default=str(default_index()), help="index directory")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -21,3 +21,13 @@ def data_home() -> Path:
         return CHECKOUT / "data"
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "spanqa"
+
+
+def default_index() -> Path:
+    """The index `spanqa index|search|ask|serve` use when none is named."""
+    return data_home() / "index"
+
+
+def demo_reader_dir() -> Path:
+    """Where `spanqa demo` caches the reader it trains (and `ask`/`serve` look for it)."""
+    return data_home() / "readers" / "demo"

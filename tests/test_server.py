@@ -697,11 +697,9 @@ def test_a_batch_that_fails_is_retried_one_by_one():
 
 
 def test_serve_errors_name_the_fix(env, tmp_path, monkeypatch):
-    import api.cli
-
     code, _, err = spanqa_main("serve", "--index", str(tmp_path / "no-index"))
     assert code == 2 and "spanqa index build" in err
-    monkeypatch.setattr(api.cli, "DATA_DIR", tmp_path / "data")  # no cached demo reader
+    monkeypatch.setenv("SPANQA_DATA", str(tmp_path / "data"))  # no cached demo reader
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     began = time.monotonic()
     code, _, err = spanqa_main("serve", "--index", str(env.index))
