@@ -10,8 +10,9 @@ for. Embedding 200k passages takes hours on 2 CPU cores, so distractor passages 
 unit vectors (seeded by their text) instead of embeddings: BM25 indexes their real text,
 the dense index their random vectors. SQuAD passages and all questions are embedded for
 real. Each size is built in its own process, so its peak memory is its own; the build time
-is reported as run and with the time real embeddings would add at the embedding throughput
-measured in the same run. Writes bench/results/scale.json.
+is reported as run and with the time real embeddings of the random units would add, at the
+seconds per unit the real embedder spent on the SQuAD units in the same build. Writes
+bench/results/scale.json.
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ class DistractorEmbedder:
         self.real = Embedder("minilm")
         self.name, self.backend, self.dim = "minilm", self.real.backend, self.real.dim
         self.embedded = self.randomised = 0
+        self.seconds = 0.0  # spent embedding for real
 
     def encode(self, texts, progress: bool = False) -> np.ndarray:
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), np.float32)
         real = [i for i, t in enumerate(texts) if not t.startswith(MARK)]
         if real:
+            began = time.perf_counter()
             out[real] = self.real.encode([texts[i] for i in real], progress=progress)
+            self.seconds += time.perf_counter() - began
         for i, text in enumerate(texts):
             if text.startswith(MARK):
                 v = np.random.default_rng(zlib.crc32(text.encode())).standard_normal(self.dim)
@@ -136,7 +140,9 @@ def build_and_measure(index: Path, files: list[str], questions: int) -> dict:
     loaded = _rss_mb() - before  # after the queries: the pages they touched are counted
     return {"passages": report.passages, "documents": report.documents,
             "faiss": type(retriever.faiss).__name__, "build_seconds": build_seconds,
+            "vectors": retriever.faiss.ntotal, "most_units": retriever.most_units,
             "embedded": embedder.embedded, "random_vectors": embedder.randomised,
+            "embed_seconds_per_vector": embedder.seconds / max(1, embedder.embedded),
             "disk_mb": disk / 2**20, "disk_bytes_per_passage": disk / report.passages,
             "build_peak_rss_mb": build_rss, "loaded_rss_mb": loaded,
             "loaded_bytes_per_passage": loaded * 2**20 / report.passages,
@@ -194,7 +200,7 @@ def main() -> None:
         row = json.loads(line[0][7:]) | {"target": size,
                                          "copies": plan.get("copies", 0)}
         row["build_seconds_with_real_embeddings"] = row["build_seconds"] + \
-            row["random_vectors"] / results["embedding_passages_per_s"]
+            row["random_vectors"] * row["embed_seconds_per_vector"]
         results["sizes"].append(row)
         print(_line(row), flush=True)
         out = Path(args.results) / "scale.json"
@@ -205,7 +211,8 @@ def main() -> None:
 
 def _line(r: dict) -> str:
     h = r["hybrid"]
-    return (f"{r['passages']:>7} passages ({r['faiss']}): build {r['build_seconds']:.0f} s "
+    return (f"{r['passages']:>7} passages, {r['vectors']} vectors ({r['faiss']}): "
+            f"build {r['build_seconds']:.0f} s "
             f"(+{r['build_seconds_with_real_embeddings'] - r['build_seconds']:.0f} s to embed "
             f"for real), disk {r['disk_mb']:.0f} MB ({r['disk_bytes_per_passage']:.0f} B/passage),"
             f" build peak RSS {r['build_peak_rss_mb']:.0f} MB, loaded +{r['loaded_rss_mb']:.0f} MB"
