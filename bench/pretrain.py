@@ -53,7 +53,8 @@ def pretrain_condition(args, name: str, seed: int) -> dict:
         text=[str(SQUAD / "train-v1.1.json"), str(SQUAD / "dev-v1.1.json")], out=str(out),
         model=args.model, masking=masking, sbo=sbo, max_seq_length=args.pretrain_seq_length,
         batch_size=args.pretrain_batch_size, lr=args.pretrain_lr, epochs=args.pretrain_epochs,
-        max_steps=args.pretrain_steps, seed=seed, progress=not args.quiet, resume=True)
+        max_steps=args.pretrain_steps, head_steps=args.pretrain_head_steps, seed=seed,
+        progress=not args.quiet, resume=True)
     return pretrain(cfg)
 
 
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--pretrain-epochs", type=float, default=3.0)
     parser.add_argument("--pretrain-steps", type=int, default=0, help="0: all epochs")
+    parser.add_argument("--pretrain-head-steps", type=int, default=0,
+                        help="first steps that train only the new heads, encoder frozen")
     parser.add_argument("--pretrain-batch-size", type=int, default=32)
     parser.add_argument("--pretrain-lr", type=float, default=1e-4)
     parser.add_argument("--pretrain-seq-length", type=int, default=256)

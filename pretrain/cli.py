@@ -27,9 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="add the span boundary objective to the masked-LM loss (default: "
                         "with span masking, not with token masking)")
     for name in ("max_seq_length", "batch_size", "grad_accum", "max_steps", "seed",
-                 "evals_per_epoch", "save_steps", "log_every"):
+                 "evals_per_epoch", "save_steps", "log_every", "head_steps"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "epochs", "warmup", "weight_decay", "mask_ratio", "held_out"):
+    for name in ("lr", "epochs", "warmup", "weight_decay", "max_grad_norm", "mask_ratio",
+                 "held_out"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--precision", default=d.precision,
                    help="auto (bf16 on GPUs that have it, else fp32), fp32, bf16 or fp16")

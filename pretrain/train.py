@@ -64,6 +64,10 @@ class PretrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup: float = 0.1
+    max_grad_norm: float = 1.0  # 0: no clipping
+    # First steps that train only the new heads, the encoder (word embeddings included)
+    # frozen: a checkpoint without an MLM head would otherwise take random heads' gradients.
+    head_steps: int = 0
     epochs: float = 3.0
     max_steps: int = 0
     seed: int = 42
@@ -219,6 +223,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                      "rng": rng, "sbo": model.sbo.state_dict() if model.sbo is not None else {}}
             save_checkpoint(out / "last", model.mlm, tokenizer, {**meta, "step": step}, state)
 
+    encoder_params = list(model.mlm.base_model.parameters())
     bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", disable=not show)
     model.train()
     began = time.perf_counter()
@@ -250,7 +255,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
         seen["mlm_targets"] += mlm_n
         seen["sbo_targets"] += sbo_n
         window_blocks += len(step_batch)
-        optimizer_step(model, optimizer, scheduler, scaler)
+        if step < cfg.head_steps:
+            for p in encoder_params:  # AdamW skips them: no update, no decay, no moments
+                p.grad = None
+        optimizer_step(model, optimizer, scheduler, scaler, cfg.max_grad_norm)
         step += 1
         next_batch += 1
         logged += 1
@@ -259,7 +267,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         bar.update(1)
         if step % cfg.log_every == 0 or step == total_steps:
             if env.world > 1:  # this process's sums are its share of each step's loss
-                totals = torch.tensor(list(sums.values()), dtype=torch.float64)
+                totals = torch.tensor(list(sums.values()), dtype=torch.float64, device=device)
                 dist.all_reduce(totals)
                 sums = dict(zip(sums, totals.tolist(), strict=True))
             now = time.perf_counter()

@@ -56,6 +56,7 @@ class TrainConfig:
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.1
+    max_grad_norm: float = 1.0  # clip the gradient norm at this (0: no clipping)
     epochs: float = 2.0
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
     max_train_seconds: float = 0  # stop once training (evaluations excluded) took this long
@@ -181,11 +182,12 @@ def data_parallel(model: torch.nn.Module, env: Dist, device: torch.device) -> to
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: Any, scaler: torch.amp.GradScaler) -> None:
-    """Clip the gradient norm at 1.0, step (unscaling fp16 gradients first), advance the
-    learning rate, clear the gradients."""
+                   scheduler: Any, scaler: torch.amp.GradScaler, max_grad_norm: float) -> None:
+    """Clip the gradient norm (unless `max_grad_norm` is 0), step (unscaling fp16 gradients
+    first), advance the learning rate, clear the gradients."""
     scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
@@ -399,7 +401,7 @@ def train(cfg: TrainConfig) -> dict:
             loss_n += len(local)
         seen += len(step_batch)
         window_seen += len(step_batch)
-        optimizer_step(model, optimizer, scheduler, scaler)
+        optimizer_step(model, optimizer, scheduler, scaler, cfg.max_grad_norm)
         step += 1
         next_batch += 1
         if next_batch >= len(batches):

@@ -222,10 +222,11 @@ class Retriever:
         """The cosine of each passage row's best unit with the question."""
         if not len(rows):
             return np.zeros(0, np.float32)
-        starts, ends = self.bounds[rows], self.bounds[rows + 1]
-        unit_ids = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
+        starts, counts = self.bounds[rows], self.bounds[rows + 1] - self.bounds[rows]
+        offsets = np.cumsum(counts) - counts  # where each row's units begin in unit_ids
+        unit_ids = np.repeat(starts - offsets, counts) + np.arange(counts.sum())
         scores = np.asarray(self.vectors[unit_ids], np.float32) @ query.reshape(-1)
-        return np.maximum.reduceat(scores, np.cumsum(ends - starts) - (ends - starts))
+        return np.maximum.reduceat(scores, offsets)
 
     def _allowed(self, filters: Filters) -> np.ndarray:
         """A boolean mask over passage rows from document metadata."""

@@ -375,3 +375,16 @@ def test_token_masking_with_sbo_is_refused(squad_dir, tmp_path, tiny_model_no_dr
     with pytest.raises(ValueError, match="needs span masking"):
         pretrain(_cfg(squad_dir, tiny_model_no_dropout, tmp_path / "run", masking="token",
                       sbo=True))
+
+
+def test_head_steps_train_the_new_heads_with_the_encoder_frozen(squad_dir, tmp_path):
+    model = _tiny_mlm(tmp_path / "tiny")  # a QA checkpoint: its MLM and SBO heads are new
+    pretrain(_cfg(squad_dir, model, tmp_path / "frozen", max_steps=2, head_steps=2))
+    pretrain(_cfg(squad_dir, model, tmp_path / "moved", max_steps=2))
+    original = load_file(str(model / "model.safetensors"))
+    frozen, moved = (load_file(str(tmp_path / run / "encoder" / "model.safetensors"))
+                     for run in ("frozen", "moved"))
+    encoder = [n for n in original if n.startswith("bert.")]
+    assert encoder and all(torch.equal(frozen[n], original[n]) for n in encoder)
+    assert any(not torch.equal(moved[n], original[n]) for n in encoder)
+    assert frozen["cls.predictions.bias"].abs().sum() > 0  # starts at zero: the head learned

@@ -241,3 +241,18 @@ def test_time_cap_stops_training_evaluates_and_resumes_with_the_time_spent(squad
     # Resuming with a larger cap counts the time already spent and takes more steps.
     cfg.max_train_seconds = spent + 3600
     assert train(cfg)["steps"] == summary["planned_steps"]
+
+
+@pytest.mark.parametrize("max_norm", [0.0, 1.0])
+def test_gradient_clipping_is_optional(max_norm):
+    """`max_grad_norm` 0 leaves gradients alone (the reference recipe's setting)."""
+    from reader.train import optimizer_step
+
+    weight = torch.nn.Parameter(torch.zeros(4))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    weight.grad = torch.full((4,), 3.0)  # norm 6
+    optimizer_step(torch.nn.ParameterList([weight]), optimizer, scheduler, scaler, max_norm)
+    moved = weight.detach().norm().item()
+    assert moved == pytest.approx(max_norm if max_norm else 6.0)
