@@ -206,6 +206,8 @@ def phase_budget(args, results: dict) -> None:
     optim = REFERENCE_OPTIM if args.budget_optim == "reference" else {}
     cfg = base_config(args, Path(args.work) / f"budget-v{args.version}", epochs=epochs,
                       lr=args.budget_lr, **optim)
+    if "budget" in results:  # keep earlier tries (other learning rates) beside the new one
+        results.setdefault("budget_earlier", []).append(results.pop("budget"))
     _train_phase(args, "budget", cfg, results)
     results["budget"]["speed_ratio"] = ratio
     results["budget"]["optim"] = args.budget_optim
@@ -266,7 +268,7 @@ def main() -> None:
     parser.add_argument("--speed-steps", type=int, default=30)
     parser.add_argument("--eval-features", type=int, default=512)
     parser.add_argument("--evals-per-epoch", type=int, default=4)
-    parser.add_argument("--budget-lr", type=float, default=1e-4)
+    parser.add_argument("--budget-lr", type=float, default=1.5e-4)
     parser.add_argument("--budget-epochs", type=float, default=0,
                         help="epochs to train (default: the side-by-side training speed "
                         "ratio to the padded pipeline, i.e. its wall time for one epoch)")
