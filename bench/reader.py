@@ -19,9 +19,10 @@ Phases:
           the speed phase's side-by-side training ratio, in epochs.
   inference  the epoch phase's reader (else the untrained model) evaluated by each
           backend: windows/s on the same dev sample, interleaved (median), for the
-          reference (PyTorch, padded to max_seq_length, unsorted) and SpanQA's pipeline run
-          by PyTorch, ONNX Runtime fp32 and ONNX Runtime int8; then EM/F1 on the whole dev
-          set per backend, to show what int8 costs.
+          reference (PyTorch, padded to max_seq_length, unsorted; at run_qa.py's default
+          eval batch of 8 and at 64, ratios against the faster) and SpanQA's pipeline at
+          its default batch sizes run by PyTorch, ONNX Runtime fp32 and ONNX Runtime int8;
+          then EM/F1 on the whole dev set per backend, to show what int8 costs.
 Writes bench/results/reader-v{version}.json (merged across phases) and prints a table.
 """
 
@@ -52,7 +53,10 @@ from reader.train import TrainConfig, train  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 PIPELINES = ("padded", "random", "length")
-INFERENCE = ("reference (torch, padded)", "torch", "onnx", "onnx-int8")
+REFERENCE_BATCHES = {"reference (torch, padded, batch 8)": 8,  # run_qa.py's default
+                     "reference (torch, padded, batch 64)": 64}
+INFERENCE = (*REFERENCE_BATCHES, "torch", "onnx", "onnx-int8")
+REFERENCE_EVAL_BATCH = 8  # run_qa.py's per_device_eval_batch_size
 
 
 def peak_rss_mb() -> float:
@@ -65,7 +69,7 @@ def base_config(args, out: Path, **overrides) -> TrainConfig:
         dev=str(SQUAD / f"dev-v{args.version}.json"),
         out=str(out), model=args.model, max_seq_length=256, doc_stride=64,
         batch_size=16, lr=1e-4, epochs=1, seed=42, evals_per_epoch=args.evals_per_epoch,
-        eval_batch_size=64, progress=not args.quiet,
+        progress=not args.quiet,
     )
     return TrainConfig(**{**settings, **overrides})
 
@@ -98,10 +102,11 @@ def phase_speed(args, results: dict) -> None:
             train_fps[pipeline].append(summary["features_per_second"])
             print(f"round {r}: train {pipeline:7s} {summary['features_per_second']:.2f} feat/s",
                   flush=True)
-        for pipeline, kw in (("padded", {"pad_to": 256, "sort_by_length": False}),
+        for pipeline, kw in (("padded", {"pad_to": 256, "sort_by_length": False,
+                                         "batch_size": REFERENCE_EVAL_BATCH}),
                              ("length", {})):
             began = time.perf_counter()
-            predict_logits(model, dev_feats, pad_id=tokenizer.pad_token_id, batch_size=64, **kw)
+            predict_logits(model, dev_feats, pad_id=tokenizer.pad_token_id, **kw)
             fps = len(dev_feats) / (time.perf_counter() - began)
             eval_fps[pipeline].append(fps)
             print(f"round {r}: eval  {pipeline:7s} {fps:.2f} feat/s", flush=True)
@@ -120,38 +125,39 @@ def phase_speed(args, results: dict) -> None:
 
 def phase_inference(args, results: dict) -> None:
     """Evaluation windows/s by backend, side by side; then EM/F1 on all of dev by backend."""
-    run = results.get("epoch", {}).get("run_dir")
+    run = args.inference_reader or results.get("epoch", {}).get("run_dir")
     source = str(Path(run) / "best") if run and (Path(run) / "best").is_dir() else args.model
     torch_reader = Reader.from_pretrained(source, backend="torch")
     tokenizer, fcfg = torch_reader.tokenizer, torch_reader.config
-    runners = {"reference (torch, padded)": torch_reader.model, "torch": torch_reader.model,
+    runners = {**dict.fromkeys(REFERENCE_BATCHES, torch_reader.model),
+               "torch": torch_reader.model,
                "onnx": OnnxSpanModel(torch_reader.model, tokenizer, quantize=False),
                "onnx-int8": OnnxSpanModel(torch_reader.model, tokenizer, quantize=True)}
     feats = dev_sample(args, tokenizer, fcfg, args.eval_features)
     fps: dict[str, list[float]] = {name: [] for name in INFERENCE}
     for r in range(args.rounds):
         for name in INFERENCE:
-            kw = {"pad_to": fcfg.max_seq_length, "sort_by_length": False} \
-                if name.startswith("reference") else {}
+            kw = {"pad_to": fcfg.max_seq_length, "sort_by_length": False,
+                  "batch_size": REFERENCE_BATCHES[name]} if name in REFERENCE_BATCHES else {}
             began = time.perf_counter()
-            predict_logits(runners[name], feats, pad_id=tokenizer.pad_token_id,
-                           batch_size=64, **kw)
+            predict_logits(runners[name], feats, pad_id=tokenizer.pad_token_id, **kw)
             fps[name].append(len(feats) / (time.perf_counter() - began))
-            print(f"round {r}: eval {name:26s} {fps[name][-1]:.2f} windows/s", flush=True)
+            print(f"round {r}: eval {name:36s} {fps[name][-1]:.2f} windows/s", flush=True)
     median = {name: statistics.median(v) for name, v in fps.items()}
-    reference = median[INFERENCE[0]]
+    reference = max(median[name] for name in REFERENCE_BATCHES)
+    ours = [name for name in INFERENCE if name not in REFERENCE_BATCHES]
     dev, _ = load_squad(SQUAD / f"dev-v{args.version}.json")
     quality = {}
-    for name in INFERENCE[1:]:
+    for name in ours:
         result = evaluate(runners[name], tokenizer, dev, fcfg, version=args.version,
                           threshold=torch_reader.null_threshold,
-                          tune_threshold=torch_reader.null_threshold is None, batch_size=64)
+                          tune_threshold=torch_reader.null_threshold is None)
         quality[name] = result.summary()
         print(f"dev by {name}: {result.summary()}", flush=True)
     results["inference"] = {
         "model": source, "eval_windows": len(feats), "rounds": args.rounds,
         "windows_per_s": {n: {"median": median[n], "runs": fps[n]} for n in INFERENCE},
-        "ratio_vs_reference": {n: median[n] / reference for n in INFERENCE[1:]},
+        "ratio_vs_reference": {n: median[n] / reference for n in ours},
         "dev": quality,
     }
 
@@ -267,6 +273,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--speed-steps", type=int, default=30)
     parser.add_argument("--eval-features", type=int, default=512)
+    parser.add_argument("--inference-reader", default="",
+                        help="training run the inference phase reads with (default: the "
+                             "epoch phase's)")
     parser.add_argument("--evals-per-epoch", type=int, default=4)
     parser.add_argument("--budget-lr", type=float, default=1.5e-4)
     parser.add_argument("--budget-epochs", type=float, default=0,

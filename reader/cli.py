@@ -75,7 +75,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                                  "null_odds.json and eval_results.json here")
     p.add_argument("--threshold", type=float, default=None,
                    help="no-answer threshold (v2.0); default: the checkpoint's, then tuned")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per forward pass (default: the fastest for the device)")
     p.add_argument("--max-examples", type=int, default=0)
     add_backend_argument(p)
     p.set_defaults(func=_run_evaluate)
@@ -127,7 +128,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help='JSON-lines file of {"question": ..., "context": ... or '
                                    '"contexts": [...]}; "-" for standard input')
     p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per forward pass (default: the fastest for the device)")
     add_backend_argument(p)
     p.set_defaults(func=_run_predict)
 

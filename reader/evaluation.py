@@ -85,7 +85,7 @@ def evaluate(
     features: Features | None = None,
     threshold: float | None = None,
     tune_threshold: bool = True,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     n_best: int = 20,
     max_answer_length: int = 30,
     dtype: torch.dtype | None = None,

@@ -40,6 +40,13 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     return None
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Windows per forward pass for PyTorch: large on a GPU; small on a CPU, where a
+    batch that stays in cache beats a big one (measured on 2 cores: 8 windows read dev
+    1.2x faster than 64, padded or not)."""
+    return 64 if device.type == "cuda" else 8
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -51,7 +58,7 @@ def predict_logits(
     features: Features,
     *,
     pad_id: int,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
     progress: bool = False,
@@ -60,23 +67,34 @@ def predict_logits(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits per window (unpadded, in the order of `features`).
 
-    `model` is a PyTorch span model or its ONNX Runtime export. `pad_to` and
+    `model` is a PyTorch span model or its ONNX Runtime export. `batch_size` (windows per
+    forward pass) defaults to what is fastest on the device. `pad_to` and
     `sort_by_length=False` reproduce the reference recipes' padded, unsorted batches for
     benchmarks.
     """
     starts: list[np.ndarray] = [np.empty(0)] * len(features)
     ends: list[np.ndarray] = [np.empty(0)] * len(features)
-    if sort_by_length:
-        batches = sorted_batches(features.lengths, batch_size)
+    if isinstance(model, OnnxSpanModel):
+        size, mapper = model.batch_size(len(features), batch_size), model.map
     else:
-        batches = [list(range(i, min(i + batch_size, len(features))))
-                   for i in range(0, len(features), batch_size)]
+        device = device or next(model.parameters()).device
+        size, mapper = batch_size or default_batch_size(device), map
+    if sort_by_length:
+        batches = sorted_batches(features.lengths, size)
+    else:
+        batches = [list(range(i, min(i + size, len(features))))
+                   for i in range(0, len(features), size)]
     with _inference(model, device, dtype) as forward:
-        for indices in tqdm(batches, desc="predict", unit="batch", disable=not progress):
+
+        def read(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
             batch = collate(features, indices, pad_id, pad_to)
             batch.pop("start_positions", None)
             batch.pop("end_positions", None)
-            s, e = forward(batch)
+            return forward(batch)
+
+        done = tqdm(mapper(read, batches), total=len(batches), desc="predict", unit="batch",
+                    disable=not progress)
+        for indices, (s, e) in zip(batches, done, strict=True):
             for row, i in enumerate(indices):
                 n = len(features.input_ids[i])
                 starts[i], ends[i] = s[row, :n], e[row, :n]

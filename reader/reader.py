@@ -42,7 +42,7 @@ class Reader:
         *,
         config: FeatureConfig | None = None,
         null_threshold: float | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         n_best: int = 20,
         max_answer_length: int = 30,
         device: str | torch.device | None = None,

@@ -62,7 +62,7 @@ class TrainConfig:
     max_train_seconds: float = 0  # stop once training (evaluations excluded) took this long
     seed: int = 42
     evals_per_epoch: int = 4
-    eval_batch_size: int = 64
+    eval_batch_size: int = 0  # windows per forward pass in evaluations; 0: the device's best
     save_steps: int = 0  # extra resumable checkpoints between evaluations (0: at evals only)
     batching: str = "length"  # length (grouped + dynamic padding) | random (dynamic) | padded
     precision: str = "auto"
@@ -428,7 +428,7 @@ def train(cfg: TrainConfig) -> dict:
             paused = time.perf_counter()
             if at_eval and dev_feats is not None and env.main:
                 result = evaluate(model, tokenizer, dev_examples, fcfg, version=version,
-                                  features=dev_feats, batch_size=cfg.eval_batch_size,
+                                  features=dev_feats, batch_size=cfg.eval_batch_size or None,
                                   n_best=cfg.n_best, max_answer_length=cfg.max_answer_length,
                                   dtype=dtype)
                 bar.write(f"step {step}: dev " + json.dumps(

@@ -16,7 +16,7 @@ import torch
 from reader import Reader
 from reader.features import FeatureConfig, build_features
 from reader.inference import predict_logits
-from reader.onnx_span import OnnxSpanModel, resolve_backend
+from reader.onnx_span import WINDOWS_PER_RUN, OnnxSpanModel, resolve_backend
 
 QUESTIONS = ["What is the capital of France?", "Which café is naïve?", "東京は何ですか?"]
 CONTEXTS = [
@@ -61,6 +61,26 @@ def test_fp32_onnx_gives_pytorchs_spans_and_scores(readers):
             assert [s[:3] for s in got_spans[:5]] == [s[:3] for s in exp_spans[:5]]
             assert [s[3] for s in got_spans] == pytest.approx([s[3] for s in exp_spans],
                                                               abs=1e-3)
+
+
+def test_runs_on_several_cores_give_each_window_its_own_logits(readers):
+    """Batches read concurrently come back in order: every window gets its own logits."""
+    reader = readers["onnx"]
+    questions = [q for q, ctxs in zip(QUESTIONS, CONTEXTS, strict=True) for _ in ctxs]
+    contexts = [c for ctxs in CONTEXTS for c in ctxs]
+    features = build_features(reader.tokenizer, questions, contexts, CONFIG)
+    assert len(features) >= 8
+    one, three = (OnnxSpanModel(reader.model, reader.tokenizer, quantize=False, threads=n)
+                  for n in (1, 3))
+    for size in (1, 2, None):
+        expected = predict_logits(one, features, pad_id=0, batch_size=size)
+        got = predict_logits(three, features, pad_id=0, batch_size=size)
+        for e, g in zip([*expected[0], *expected[1]], [*got[0], *got[1]], strict=True):
+            np.testing.assert_allclose(g, e, atol=1e-5)
+    # Small batches by default, an explicit size kept, and no core left idle.
+    assert three.batch_size(100, None) == WINDOWS_PER_RUN
+    assert three.batch_size(100, 2) == 2 and three.batch_size(1000, 64) == 64
+    assert three.batch_size(3, None) == 1 and one.batch_size(3, None) == 3
 
 
 def test_int8_logits_stay_close_to_pytorch(readers):
