@@ -9,7 +9,8 @@ Collection: the retrieval benchmark's (every paragraph of train-v1.1 and dev-v1.
 document per article, each paragraph its own section), indexed by SpanQA's own indexer and
 cached in data/bench/retrieval-index. Each question is asked of the whole collection.
 
-Systems, all reading with the same weights (the reader benchmark's data/bench/epoch-v1.1):
+Systems, all reading with the same weights (the reader benchmark's same-wall-time reader,
+data/bench/budget-v1.1, calibrated by `spanqa calibrate` on this index):
   spanqa        api.qa.QA, hybrid retrieval (BM25 + dense, score fusion), the default:
                 adaptive reading (the calibration's first_read passages first, the rest
                 of the depth only when no answer there reaches its early_stop confidence)
@@ -73,7 +74,7 @@ OURS = ("spanqa", "spanqa-readall", "spanqa-bm25", "spanqa-torch", "spanqa-int8"
 SYSTEMS = (*OURS, "haystack")
 OTHER_BACKENDS = {"spanqa-torch": "torch", "spanqa-int8": "onnx-int8"}  # reader backends
 DEFAULT_INDEX = REPO / "data" / "bench" / "retrieval-index"
-DEFAULT_READER = REPO / "data" / "bench" / "epoch-v1.1" / "best"
+DEFAULT_READER = REPO / "data" / "bench" / "budget-v1.1" / "best"
 # What still differs between the two readers once their settings are matched (in the JSON).
 DIFFERENCES = (
     "retrieval: SpanQA hybrid (its BM25 + MiniLM dense, score fusion) vs Haystack's "

@@ -5,7 +5,7 @@
 
 The server runs as a subprocess on 127.0.0.1 over a copy of the retrieval benchmark's index
 (data/bench/retrieval-index; the uploads go into the copy, never into the cache), reading
-with the reader benchmark's checkpoint (data/bench/epoch-v1.1).
+with the reader benchmark's same-wall-time checkpoint (data/bench/budget-v1.1).
 
 Phase A, per retrieval depth (5, 10, 20): `--clients 1` (sequential) then 8 concurrent
 clients, each asking dev-v1.1 questions (POST /v1/ask) back to back for `--seconds`:
@@ -50,7 +50,7 @@ except ImportError:  # /proc/<pid>/stat is read instead
 REPO = Path(__file__).resolve().parents[1]
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 DEFAULT_INDEX = REPO / "data" / "bench" / "retrieval-index"
-DEFAULT_READER = REPO / "data" / "bench" / "epoch-v1.1" / "best"
+DEFAULT_READER = REPO / "data" / "bench" / "budget-v1.1" / "best"
 STARTUP_S = 300  # loading the embedder and the reader on a busy 2-core machine
 JOB_WAIT_S = 300  # for the last uploads' jobs to finish after the mixed phase
 REQUEST_TIMEOUT_S = 120

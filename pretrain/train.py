@@ -224,6 +224,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
             save_checkpoint(out / "last", model.mlm, tokenizer, {**meta, "step": step}, state)
 
     encoder_params = list(model.mlm.base_model.parameters())
+    # During head steps one process skips the encoder's backward pass altogether; under DDP,
+    # which expects a gradient for every parameter it registered, they are dropped instead.
+    frozen = env.world == 1 and step < cfg.head_steps
+    for p in encoder_params:
+        p.requires_grad_(not frozen)
     bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", disable=not show)
     model.train()
     began = time.perf_counter()
@@ -231,6 +236,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
     logged, window_t, window_blocks = 0, time.perf_counter(), 0
     epoch_batches, batches_epoch = [], -1
     while step < total_steps:
+        if frozen and step >= cfg.head_steps:
+            frozen = False
+            for p in encoder_params:
+                p.requires_grad_(True)
         if batches_epoch != epoch:  # each epoch has its own order, a function of the seed
             epoch_batches, batches_epoch = batches(epoch), epoch
         step_batch = epoch_batches[next_batch]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,8 +63,13 @@ class OnnxSpanModel:
         self.workers = threads or torch.get_num_threads()
         self.session = session(path, threads=1)  # one session, run from several threads
         self.inputs = [i.name for i in self.session.get_inputs()]
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-reader") \
-            if self.workers > 1 else None
+        self._pool = self._solo = None
+        self._local = threading.local()  # the session this thread runs, where not the shared one
+        if self.workers > 1:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-reader")
+            # A single batch (a question over one short passage) is read on every core:
+            # a session of its own, so its latency is not one core's (a copy of the weights).
+            self._solo = session(path, threads=self.workers)
 
     def batch_size(self, windows: int, requested: int | None) -> int:
         """Windows per run: small, and never so many that a core has nothing to read."""
@@ -73,8 +79,15 @@ class OnnxSpanModel:
     def map(self, read: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """`read` over `items`, results in order, one item per core in flight (`read`
         calls `logits`; ORT releases the GIL while it computes)."""
+        items = list(items)
         if self._pool is None:
             return map(read, items)
+        if len(items) == 1:
+            self._local.session = self._solo
+            try:
+                return iter([read(items[0])])
+            finally:
+                self._local.session = None
         return self._pool.map(read, items)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -85,5 +98,5 @@ class OnnxSpanModel:
                 raise ValueError(f"the ONNX graph takes no {name}, but this batch has them")
         if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        start, end = self.session.run(OUTPUTS, feeds)
+        start, end = (getattr(self._local, "session", None) or self.session).run(OUTPUTS, feeds)
         return start, end

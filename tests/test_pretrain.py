@@ -388,3 +388,7 @@ def test_head_steps_train_the_new_heads_with_the_encoder_frozen(squad_dir, tmp_p
     assert encoder and all(torch.equal(frozen[n], original[n]) for n in encoder)
     assert any(not torch.equal(moved[n], original[n]) for n in encoder)
     assert frozen["cls.predictions.bias"].abs().sum() > 0  # starts at zero: the head learned
+    # After the head steps the encoder trains again.
+    pretrain(_cfg(squad_dir, model, tmp_path / "then", max_steps=3, head_steps=2))
+    then = load_file(str(tmp_path / "then" / "encoder" / "model.safetensors"))
+    assert any(not torch.equal(then[n], original[n]) for n in encoder)
