@@ -64,12 +64,17 @@ class OnnxSpanModel:
         self.session = session(path, threads=1)  # one session, run from several threads
         self.inputs = [i.name for i in self.session.get_inputs()]
         self._pool = self._solo = None
-        self._local = threading.local()  # the session this thread runs, where not the shared one
+        self._local = threading.local()  # the pool's threads run the one-thread session
         if self.workers > 1:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-reader")
-            # A single batch (a question over one short passage) is read on every core:
-            # a session of its own, so its latency is not one core's (a copy of the weights).
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-reader",
+                                            initializer=self._join_pool)
+            # A single batch (a question over one short passage) is read on every core, by
+            # the calling thread: a session of its own (a copy of the weights), so its
+            # latency is not one core's.
             self._solo = session(path, threads=self.workers)
+
+    def _join_pool(self) -> None:
+        self._local.session = self.session
 
     def batch_size(self, windows: int, requested: int | None) -> int:
         """Windows per run: small, and never so many that a core has nothing to read."""
@@ -80,14 +85,8 @@ class OnnxSpanModel:
         """`read` over `items`, results in order, one item per core in flight (`read`
         calls `logits`; ORT releases the GIL while it computes)."""
         items = list(items)
-        if self._pool is None:
+        if self._pool is None or len(items) == 1:
             return map(read, items)
-        if len(items) == 1:
-            self._local.session = self._solo
-            try:
-                return iter([read(items[0])])
-            finally:
-                self._local.session = None
         return self._pool.map(read, items)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -98,5 +97,6 @@ class OnnxSpanModel:
                 raise ValueError(f"the ONNX graph takes no {name}, but this batch has them")
         if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        start, end = (getattr(self._local, "session", None) or self.session).run(OUTPUTS, feeds)
+        runner = getattr(self._local, "session", None) or self._solo or self.session
+        start, end = runner.run(OUTPUTS, feeds)
         return start, end
