@@ -70,9 +70,12 @@ from reader.metrics import squad_v1  # noqa: E402
 from reader.reader import Reader  # noqa: E402
 from retriever.search import Retriever  # noqa: E402
 
-OURS = ("spanqa", "spanqa-readall", "spanqa-bm25", "spanqa-torch", "spanqa-int8")
+# Other reader backends, as (backend, precision): PyTorch fp32 and ONNX Runtime fp32 and
+# int8 beside the default (PyTorch in bf16 on CPUs with bf16 units, else ONNX fp32).
+OTHER_BACKENDS = {"spanqa-torch": ("torch", "fp32"), "spanqa-onnx": ("onnx", "fp32"),
+                  "spanqa-int8": ("onnx-int8", "fp32")}
+OURS = ("spanqa", "spanqa-readall", "spanqa-bm25", *OTHER_BACKENDS)
 SYSTEMS = (*OURS, "haystack")
-OTHER_BACKENDS = {"spanqa-torch": "torch", "spanqa-int8": "onnx-int8"}  # reader backends
 DEFAULT_INDEX = REPO / "data" / "bench" / "retrieval-index"
 DEFAULT_READER = REPO / "data" / "bench" / "budget-v1.1" / "best"
 # What still differs between the two readers once their settings are matched (in the JSON).
@@ -339,7 +342,8 @@ def main() -> None:
         elif name == "spanqa-bm25":
             runners[name] = SpanQASystem(qa, "bm25", own.threshold)
         elif name in OTHER_BACKENDS:
-            other = Reader.from_pretrained(reader_dir, backend=OTHER_BACKENDS[name])
+            backend, precision = OTHER_BACKENDS[name]
+            other = Reader.from_pretrained(reader_dir, backend=backend, precision=precision)
             runners[name] = SpanQASystem(
                 QA(retriever, other, calibration=qa.calibration,
                    max_passages_shown=max(depths)), "hybrid", own.threshold)
@@ -352,6 +356,7 @@ def main() -> None:
                    "doc_stride": feature_config.doc_stride,
                    "max_query_length": feature_config.max_query_length,
                    "reader_backend": reader.backend,
+                   "reader_dtype": str(reader.dtype or "float32").removeprefix("torch."),
                    "batch_size": reader.batch_size, "n_best": reader.n_best,
                    "max_answer_length": reader.max_answer_length,
                    "calibration": dataclasses.asdict(own), "setup_seconds": spanqa_setup},

@@ -44,9 +44,9 @@ import torch  # noqa: E402
 
 from reader.evaluation import eval_features, evaluate  # noqa: E402
 from reader.features import FeatureConfig  # noqa: E402
-from reader.inference import predict_logits  # noqa: E402
+from reader.inference import cpu_has_bf16, inference_dtype, predict_logits  # noqa: E402
 from reader.models import load_qa_model, load_tokenizer  # noqa: E402
-from reader.onnx_span import OnnxSpanModel  # noqa: E402
+from reader.onnx_span import OnnxSpanModel, resolve_backend  # noqa: E402
 from reader.reader import Reader  # noqa: E402
 from reader.squad import load_squad  # noqa: E402
 from reader.train import TrainConfig, train  # noqa: E402
@@ -55,7 +55,11 @@ SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"
 PIPELINES = ("padded", "random", "length")
 REFERENCE_BATCHES = {"reference (torch, padded, batch 8)": 8,  # run_qa.py's default
                      "reference (torch, padded, batch 64)": 64}
-INFERENCE = (*REFERENCE_BATCHES, "torch", "onnx", "onnx-int8")
+# The reference read in bf16 too: not run_qa.py's default, but the same-precision ratio
+# shows what SpanQA's pipeline adds beyond the CPU's bf16 units.
+REFERENCE_BF16 = "reference in bf16 (torch, padded, batch 8)"
+PADDED = {**REFERENCE_BATCHES, REFERENCE_BF16: 8}
+INFERENCE = (*PADDED, "torch", "torch bf16", "onnx", "onnx-int8")
 REFERENCE_EVAL_BATCH = 8  # run_qa.py's per_device_eval_batch_size
 
 
@@ -129,27 +133,33 @@ def phase_inference(args, results: dict) -> None:
     source = str(Path(run) / "best") if run and (Path(run) / "best").is_dir() else args.model
     torch_reader = Reader.from_pretrained(source, backend="torch")
     tokenizer, fcfg = torch_reader.tokenizer, torch_reader.config
-    runners = {**dict.fromkeys(REFERENCE_BATCHES, torch_reader.model),
-               "torch": torch_reader.model,
-               "onnx": OnnxSpanModel(torch_reader.model, tokenizer, quantize=False),
-               "onnx-int8": OnnxSpanModel(torch_reader.model, tokenizer, quantize=True)}
+    bf16, cpu = torch.bfloat16, torch.device("cpu")
+    bf16_model = Reader.from_pretrained(source, backend="torch", precision="bf16").runner
+    runners = {**dict.fromkeys(REFERENCE_BATCHES, (torch_reader.model, None)),
+               REFERENCE_BF16: (bf16_model, bf16),
+               "torch": (torch_reader.model, None),
+               "torch bf16": (bf16_model, bf16),
+               "onnx": (OnnxSpanModel(torch_reader.model, tokenizer, quantize=False), None),
+               "onnx-int8": (OnnxSpanModel(torch_reader.model, tokenizer, quantize=True), None)}
     feats = dev_sample(args, tokenizer, fcfg, args.eval_features)
     fps: dict[str, list[float]] = {name: [] for name in INFERENCE}
     for r in range(args.rounds):
         for name in INFERENCE:
             kw = {"pad_to": fcfg.max_seq_length, "sort_by_length": False,
-                  "batch_size": REFERENCE_BATCHES[name]} if name in REFERENCE_BATCHES else {}
+                  "batch_size": PADDED[name]} if name in PADDED else {}
+            model, dtype = runners[name]
             began = time.perf_counter()
-            predict_logits(runners[name], feats, pad_id=tokenizer.pad_token_id, **kw)
+            predict_logits(model, feats, pad_id=tokenizer.pad_token_id, dtype=dtype, **kw)
             fps[name].append(len(feats) / (time.perf_counter() - began))
             print(f"round {r}: eval {name:36s} {fps[name][-1]:.2f} windows/s", flush=True)
     median = {name: statistics.median(v) for name, v in fps.items()}
     reference = max(median[name] for name in REFERENCE_BATCHES)
-    ours = [name for name in INFERENCE if name not in REFERENCE_BATCHES]
+    ours = [name for name in INFERENCE if name not in PADDED]
     dev, _ = load_squad(SQUAD / f"dev-v{args.version}.json")
     quality = {}
     for name in ours:
-        result = evaluate(runners[name], tokenizer, dev, fcfg, version=args.version,
+        model, dtype = runners[name]
+        result = evaluate(model, tokenizer, dev, fcfg, version=args.version, dtype=dtype,
                           threshold=torch_reader.null_threshold,
                           tune_threshold=torch_reader.null_threshold is None)
         quality[name] = result.summary()
@@ -158,6 +168,9 @@ def phase_inference(args, results: dict) -> None:
         "model": source, "eval_windows": len(feats), "rounds": args.rounds,
         "windows_per_s": {n: {"median": median[n], "runs": fps[n]} for n in INFERENCE},
         "ratio_vs_reference": {n: median[n] / reference for n in ours},
+        "bf16_ratio_vs_reference_in_bf16": median["torch bf16"] / median[REFERENCE_BF16],
+        "default_backend": resolve_backend("auto", cpu, inference_dtype(cpu)),
+        "cpu_bf16_units": cpu_has_bf16(),
         "dev": quality,
     }
 
@@ -252,11 +265,16 @@ def table(results: dict) -> str:
                          f"{r['wall_seconds']:.0f}"))
     if "inference" in results:
         inf = results["inference"]
-        for name in INFERENCE:
+        for name in (n for n in INFERENCE if n in inf["windows_per_s"]):
             ratio = inf["ratio_vs_reference"].get(name)
             rows.append((f"eval windows/s, {name}",
                          f"{inf['windows_per_s'][name]['median']:.2f}"
                          + (f" ({ratio:.2f}x)" if ratio else "")))
+        if "bf16_ratio_vs_reference_in_bf16" in inf:
+            rows.append(("torch bf16 vs the reference in bf16",
+                         f"{inf['bf16_ratio_vs_reference_in_bf16']:.2f}x"))
+            rows.append(("default backend here", f"{inf['default_backend']} "
+                         f"(bf16 units: {inf['cpu_bf16_units']})"))
         for name, q in inf["dev"].items():
             em, f1 = q.get("exact_match", q.get("exact")), q["f1"]
             rows.append((f"dev EM / F1 read by {name}", f"{em:.2f} / {f1:.2f}"))

@@ -206,11 +206,10 @@ class Retriever:
             # all its units (exact search; GPU indexes return at most 2,048).
             k = min(units, (depth - 1) * self.most_units + 1, 2048 if self.on_gpu else units)
             scores, ids = self.faiss.search(query, k)
-            found: dict[int, float] = {}
-            for i, score in zip(ids[0], scores[0], strict=True):
-                if i >= 0:
-                    found.setdefault(int(self.owners[i]), float(score))  # best first
-            return list(found.items())[:depth]
+            valid = ids[0] >= 0
+            rows, best = self.owners[ids[0][valid]], scores[0][valid]  # best unit first
+            first = np.sort(np.unique(rows, return_index=True)[1])[:depth]  # its passage's best
+            return [(int(r), float(b)) for r, b in zip(rows[first], best[first], strict=True)]
         unit_ids = np.flatnonzero(allowed[self.owners])  # filtered: exact, over allowed rows
         best = best_per_passage(np.asarray(self.vectors[unit_ids]) @ query[0],
                                 self.owners[unit_ids], self.passages)

@@ -53,7 +53,8 @@ def test_reader_loads_its_settings_and_ranks_spans_across_contexts(run_dir):
 
 
 def test_batched_answers_equal_one_question_at_a_time(run_dir):
-    reader = Reader.from_pretrained(run_dir, batch_size=3)
+    # fp32: in bf16 a window's last bits move with the shapes of the batch around it
+    reader = Reader.from_pretrained(run_dir, batch_size=3, precision="fp32")
     reader.null_threshold = None
     questions = [QUESTION, "Which river flows through Paris?", "What is Madrid?"]
     contexts = [CONTEXTS, CONTEXTS[:1], CONTEXTS[1:]]

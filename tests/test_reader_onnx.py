@@ -36,8 +36,9 @@ def spans(reader: Reader) -> list[list[tuple]]:
 
 @pytest.fixture(scope="module")
 def readers(tiny_model_no_dropout):
+    """PyTorch in fp32 beside the ONNX graphs, whatever this CPU's bf16 units."""
     return {backend: Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu",
-                                            backend=backend, batch_size=2)
+                                            backend=backend, batch_size=2, precision="fp32")
             for backend in ("torch", "onnx", "onnx-int8", "auto")}
 
 
@@ -47,10 +48,42 @@ def all_logits(reader: Reader) -> np.ndarray:
     return np.concatenate(starts + ends)
 
 
-def test_auto_reads_with_fused_onnx_on_the_cpu(readers):
-    assert readers["auto"].backend == "onnx"
-    assert readers["torch"].backend == "torch"
+def test_auto_reads_fp32_with_fused_onnx_on_the_cpu(readers):
+    assert readers["auto"].backend == "onnx" and readers["auto"].dtype is None
+    assert readers["torch"].backend == "torch" and readers["torch"].dtype is None
     assert isinstance(readers["auto"].runner, OnnxSpanModel)
+
+
+@pytest.mark.parametrize("bf16_units", [True, False])
+def test_auto_reads_in_bf16_with_pytorch_only_where_the_cpu_has_bf16_units(
+        tiny_model_no_dropout, monkeypatch, bf16_units):
+    monkeypatch.setattr("reader.inference.cpu_has_bf16", lambda: bf16_units)
+    reader = Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu")
+    assert (reader.backend, reader.dtype) == (
+        ("torch", torch.bfloat16) if bf16_units else ("onnx", None))
+    assert reader.answer(QUESTIONS[1], CONTEXTS[1])  # and it reads
+
+
+def test_bf16_reading_stays_close_to_fp32(readers, tiny_model_no_dropout):
+    """bf16 keeps 8 bits of mantissa: logits move by well under 1% of their range, and
+    each answer's text still points into its context."""
+    bf16 = Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu",
+                                  backend="torch", precision="bf16", batch_size=2)
+    assert bf16.dtype == torch.bfloat16
+    # It reads with a bf16 copy of the weights; the model it was given stays fp32.
+    assert next(bf16.runner.parameters()).dtype == torch.bfloat16
+    assert next(bf16.model.parameters()).dtype == torch.float32
+    exact, close = all_logits(readers["torch"]), all_logits(bf16)
+    assert np.abs(close - exact).max() < 0.02 * (np.ptp(exact) + 1e-6)
+    for question, contexts in zip(QUESTIONS, CONTEXTS, strict=True):
+        for a in bf16.answer(question, contexts, top_k=3):
+            assert contexts[a.context_index][a.start : a.end] == a.text
+
+
+def test_onnx_refuses_a_precision_it_cannot_read_in(tiny_model_no_dropout):
+    with pytest.raises(ValueError, match="reads in fp32 or int8"):
+        Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu",
+                               backend="onnx", precision="bf16")
 
 
 def test_fp32_onnx_gives_pytorchs_spans_and_scores(readers):
@@ -130,7 +163,8 @@ def test_an_export_that_differs_from_pytorch_falls_back_or_fails(
     monkeypatch.setenv("SPANQA_ONNX_CACHE", str(tmp_path))
     monkeypatch.setattr("reader.onnx_export.MAX_ERROR", -1.0)  # no export can pass
     with caplog.at_level(logging.WARNING):
-        reader = Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu")
+        reader = Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu",
+                                        precision="fp32")
     assert reader.backend == "torch" and "reading with PyTorch instead" in caplog.text
     assert reader.answer(QUESTIONS[0], CONTEXTS[0])  # and it still reads
     notes = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
@@ -167,4 +201,5 @@ def test_an_unwritable_cache_falls_back_to_pytorch(tiny_model, tmp_path, monkeyp
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("SPANQA_ONNX_CACHE", str(blocker / "cache"))
-    assert Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu").backend == "torch"
+    reader = Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu", precision="fp32")
+    assert reader.backend == "torch"

@@ -33,6 +33,7 @@ from api.calibration import Calibration
 from indexer.build import IndexConfig, update_index
 from indexer.embedding import Embedder
 from indexer.layout import IndexDir
+from reader.inference import cpu_has_bf16
 from reader.squad import load_squad
 from retriever.search import Hit
 
@@ -178,7 +179,9 @@ def test_health_stats_and_request_ids(server):
     assert stats["index"]["passages"] == health["passages"]
     assert stats["calibration"]["source"] == "defaults" and stats["calibration"]["threshold"] == 0
     assert stats["batching"]["max_batch"] == 8 and stats["reader"]["name"]
-    assert stats["reader"]["backend"] == ("torch" if torch.cuda.is_available() else "onnx")
+    bf16 = torch.cuda.is_available() or cpu_has_bf16()  # the server runs in another process
+    assert (stats["reader"]["backend"], stats["reader"]["dtype"]) == (
+        ("torch", "bfloat16") if bf16 else ("onnx", "float32"))
     assert set(stats["jobs"]) == {"queued", "running", "done", "failed"}
 
 
