@@ -420,8 +420,7 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
             "reader": {"name": settings.reader_name,
                        "device": str(getattr(qa.reader, "device", "")),
                        "backend": getattr(qa.reader, "backend", "torch"),
-                       "dtype": str(getattr(qa.reader, "dtype", None) or "float32")
-                       .removeprefix("torch.")},
+                       "dtype": getattr(qa.reader, "dtype_name", "float32")},
             "retrieval": {"mode": qa.mode, "retrieval_k": qa.retrieval_k},
             "reading": {"adaptive": qa.adaptive and qa.calibration.fitted,
                         "first_read": qa.first_read or qa.calibration.first_read},

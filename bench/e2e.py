@@ -356,7 +356,7 @@ def main() -> None:
                    "doc_stride": feature_config.doc_stride,
                    "max_query_length": feature_config.max_query_length,
                    "reader_backend": reader.backend,
-                   "reader_dtype": str(reader.dtype or "float32").removeprefix("torch."),
+                   "reader_dtype": reader.dtype_name,
                    "batch_size": reader.batch_size, "n_best": reader.n_best,
                    "max_answer_length": reader.max_answer_length,
                    "calibration": dataclasses.asdict(own), "setup_seconds": spanqa_setup},

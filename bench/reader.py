@@ -131,10 +131,10 @@ def phase_inference(args, results: dict) -> None:
     """Evaluation windows/s by backend, side by side; then EM/F1 on all of dev by backend."""
     run = args.inference_reader or results.get("epoch", {}).get("run_dir")
     source = str(Path(run) / "best") if run and (Path(run) / "best").is_dir() else args.model
-    torch_reader = Reader.from_pretrained(source, backend="torch")
+    torch_reader = Reader.from_pretrained(source, backend="torch", precision="fp32")
     tokenizer, fcfg = torch_reader.tokenizer, torch_reader.config
     bf16, cpu = torch.bfloat16, torch.device("cpu")
-    bf16_model = Reader.from_pretrained(source, backend="torch", precision="bf16").runner
+    bf16_model = Reader(torch_reader.model, tokenizer, backend="torch", precision="bf16").runner
     runners = {**dict.fromkeys(REFERENCE_BATCHES, (torch_reader.model, None)),
                REFERENCE_BF16: (bf16_model, bf16),
                "torch": (torch_reader.model, None),

@@ -32,13 +32,14 @@ WINDOWS_PER_RUN = 4  # measured best on 2 cores for MiniLM at 256 tokens (2 to 8
 
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
-    """`auto`: PyTorch on a GPU, and on a CPU reading in bf16 (its native bf16 units beat
-    any fp32 kernel); else the fused fp32 ONNX graph on a CPU (PyTorch's answers, faster).
-    `dtype` is what PyTorch would read in; the ONNX graphs read in fp32 or int8."""
+    """`auto`: PyTorch on a GPU, and on a CPU reading in anything but fp32 (bf16 where its
+    native bf16 units beat any fp32 kernel); else the fused fp32 ONNX graph on a CPU
+    (PyTorch's answers, faster). `dtype` is what PyTorch would read in (None: fp32); the
+    ONNX graphs read in fp32 or int8."""
     check_backend(backend, "reader")
     if backend == "auto":
-        fast_torch = device.type != "cpu" or dtype == torch.bfloat16
-        return "onnx" if not fast_torch and onnx_available() else "torch"
+        fp32_cpu = device.type == "cpu" and dtype is None
+        return "onnx" if fp32_cpu and onnx_available() else "torch"
     if backend != "torch" and device.type != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU; use torch on {device}")
     return backend

@@ -56,18 +56,23 @@ class Reader:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.dtype = inference_dtype(self.device, precision)
-        self.backend, self.runner = _runner(model, tokenizer, backend, self.device, self.dtype)
-        if self.backend != "torch":
+        if backend in ("onnx", "onnx-int8"):  # the ONNX graphs read in fp32 (or int8)
             if precision not in ("auto", "fp32"):
-                raise ValueError(f"the {self.backend} backend reads in fp32 or int8, not "
+                raise ValueError(f"the {backend} backend reads in fp32 or int8, not "
                                  f"{precision}; use the torch backend for {precision}")
             self.dtype = None
+        self.backend, self.runner = _runner(model, tokenizer, backend, self.device, self.dtype)
         self.tokenizer = tokenizer
         self.config = config or FeatureConfig()
         self.null_threshold = null_threshold
         self.batch_size = batch_size
         self.n_best = n_best
         self.max_answer_length = max_answer_length
+
+    @property
+    def dtype_name(self) -> str:
+        """What the logits are computed in, for reports: float32, bfloat16 or float16."""
+        return str(self.dtype or torch.float32).removeprefix("torch.")
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> Reader:
