@@ -25,6 +25,7 @@ be stopped and continued.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -97,6 +98,19 @@ def table(results: dict) -> str:
                      for row in rows)
 
 
+def summarise(results: dict) -> None:
+    """Means over the seeds finished so far, and differences against `none`."""
+    done = {n: e for n, e in results["conditions"].items() if e["seeds"]}
+    for entry in done.values():
+        entry["mean_em"] = statistics.mean(s["exact_match"] for s in entry["seeds"])
+        entry["mean_f1"] = statistics.mean(s["f1"] for s in entry["seeds"])
+    base = done.get("none")
+    for entry in done.values():
+        if base and len(entry["seeds"]) == len(base["seeds"]):
+            entry["delta_f1_vs_none"] = entry["mean_f1"] - base["mean_f1"]
+            entry["delta_em_vs_none"] = entry["mean_em"] - base["mean_em"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--conditions", default="none,span,token")
@@ -126,27 +140,26 @@ def main() -> None:
     conditions = args.conditions.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     began = time.perf_counter()
-    results: dict = {"settings": {k: v for k, v in vars(args).items() if k != "quiet"},
-                     "conditions": {}}
-    for name in conditions:
-        entry: dict = {"pretrain": [], "seeds": []}
-        for seed in seeds:  # pretraining and fine-tuning share the seed
+    settings = {k: v for k, v in vars(args).items() if k != "quiet"}
+    for key in ("work", "results"):  # paths as the repository sees them, not this machine
+        with contextlib.suppress(ValueError):
+            settings[key] = str(Path(settings[key]).resolve().relative_to(REPO))
+    results: dict = {"settings": settings,
+                     "conditions": {name: {"pretrain": [], "seeds": []} for name in conditions}}
+    # A smoke run measures nothing: its file is ignored by git.
+    out = Path(args.results) / ("pretrain-smoke.json" if args.smoke else "pretrain.json")
+    # Seed by seed, so a stopped experiment still compares every condition on one seed.
+    for seed in seeds:  # pretraining and fine-tuning share the seed
+        for name in conditions:
+            entry = results["conditions"][name]
             if CONDITIONS[name]:
                 entry["pretrain"].append(pretrain_condition(args, name, seed))
             entry["seeds"].append(finetune(args, name, seed))
-        entry["mean_em"] = statistics.mean(s["exact_match"] for s in entry["seeds"])
-        entry["mean_f1"] = statistics.mean(s["f1"] for s in entry["seeds"])
-        results["conditions"][name] = entry
-    if "none" in results["conditions"]:
-        base = results["conditions"]["none"]
-        for entry in results["conditions"].values():
-            entry["delta_f1_vs_none"] = entry["mean_f1"] - base["mean_f1"]
-            entry["delta_em_vs_none"] = entry["mean_em"] - base["mean_em"]
-    results["wall_seconds"] = time.perf_counter() - began
-    # A smoke run measures nothing: its file is ignored by git.
-    out = Path(args.results) / ("pretrain-smoke.json" if args.smoke else "pretrain.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+            summarise(results)
+            results["complete"] = seed == seeds[-1] and name == conditions[-1]
+            results["wall_seconds"] = time.perf_counter() - began
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(f"\nwritten to {out}")
 

@@ -31,7 +31,7 @@ TEXTS = [
 def tiny_st(model_dir, pooling: str = "mean") -> SentenceTransformer:
     transformer = Transformer(str(model_dir), max_seq_length=64)
     return SentenceTransformer(
-        modules=[transformer, Pooling(transformer.get_word_embedding_dimension(), pooling)],
+        modules=[transformer, Pooling(transformer.auto_model.config.hidden_size, pooling)],
         device="cpu")
 
 
