@@ -1,6 +1,6 @@
 """Does SpanBERT-style continued pretraining on the collection help the reader?
 
-    python bench/pretrain.py                    # the full experiment (many hours on 2 cores)
+    python bench/pretrain.py                    # the full experiment (2.5 h on 2 cores)
     python bench/pretrain.py --train-limit 2000 --dev-limit 500 --pretrain-epochs 1
                                                 # a reduced one: say so when you report it
     python bench/pretrain.py --smoke            # minutes: checks the script, measures nothing
@@ -10,6 +10,9 @@ Conditions, each fine-tuned exactly as bench/reader.py's epoch phase does (SQuAD
   none    the offline MiniLM encoder as it ships
   span    continued pretraining with span masking + the span boundary objective (SpanBERT)
   token   the ablation: BERT's token masking, MLM only, the same steps, batch and lr
+Pretraining runs 3 epochs (102 steps of 32 blocks of 256 tokens), the first epoch training
+only the new heads: the offline MiniLM ships without an MLM head, and random heads'
+gradients otherwise disturb the encoder that fine-tuning starts from.
 The pretraining text is the shared SQuAD collection's paragraphs (train and dev v1.1,
 text only, one document per article), as in the open-domain setting where the reader is
 later asked about the indexed documents: the dev paragraphs are part of that collection,
@@ -17,7 +20,8 @@ their questions never are. Each seed pretrains and fine-tunes (pretraining varia
 Pretraining steps, tokens, seconds and approximate FLOPs are summed over the seeds.
 
 Writes bench/results/pretrain.json (per condition: pretraining compute and held-out
-losses; per seed: best dev EM/F1; means and differences against `none`) and prints a table.
+losses; per seed: the fine-tuned reader's dev EM/F1; means and differences against
+`none`) and prints a table.
 Runs are cached in --work and reused when their results exist, so a long experiment can
 be stopped and continued.
 """
@@ -118,15 +122,17 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--pretrain-epochs", type=float, default=3.0)
     parser.add_argument("--pretrain-steps", type=int, default=0, help="0: all epochs")
-    parser.add_argument("--pretrain-head-steps", type=int, default=0,
-                        help="first steps that train only the new heads, encoder frozen")
+    parser.add_argument("--pretrain-head-steps", type=int, default=34,
+                        help="first steps that train only the new heads, encoder frozen "
+                        "(34: one epoch of the shared collection at batch 32)")
     parser.add_argument("--pretrain-batch-size", type=int, default=32)
     parser.add_argument("--pretrain-lr", type=float, default=1e-4)
     parser.add_argument("--pretrain-seq-length", type=int, default=256)
     parser.add_argument("--train-limit", type=int, default=0, help="first N training questions")
     parser.add_argument("--dev-limit", type=int, default=0, help="first N dev questions")
     parser.add_argument("--finetune-steps", type=int, default=0, help="0: one epoch")
-    parser.add_argument("--evals-per-epoch", type=int, default=4)
+    parser.add_argument("--evals-per-epoch", type=int, default=1,
+                        help="dev evaluations while fine-tuning; 1: score the final model")
     parser.add_argument("--smoke", action="store_true",
                         help="a few steps of everything on small slices: checks the script")
     parser.add_argument("--work", default=str(REPO / "data" / "bench" / "pretrain"))
