@@ -154,6 +154,7 @@ def main() -> None:
                      "conditions": {name: {"pretrain": [], "seeds": []} for name in conditions}}
     # A smoke run measures nothing: its file is ignored by git.
     out = Path(args.results) / ("pretrain-smoke.json" if args.smoke else "pretrain.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     # Seed by seed, so a stopped experiment still compares every condition on one seed.
     for seed in seeds:  # pretraining and fine-tuning share the seed
         for name in conditions:
@@ -162,9 +163,9 @@ def main() -> None:
                 entry["pretrain"].append(pretrain_condition(args, name, seed))
             entry["seeds"].append(finetune(args, name, seed))
             summarise(results)
-            results["complete"] = seed == seeds[-1] and name == conditions[-1]
+            results["complete"] = all(len(e["seeds"]) == len(seeds)
+                                      for e in results["conditions"].values())
             results["wall_seconds"] = time.perf_counter() - began
-            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(f"\nwritten to {out}")
