@@ -16,16 +16,18 @@ chooses both on dev data (the pair that reads fewest passages without losing acc
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from api.calibration import Calibration
 from indexer.embedding import Embedder
 from reader.metrics import normalize_answer
-from reader.postprocess import Prediction
+from reader.postprocess import Answer, Prediction
 from reader.reader import Reader
 from retriever.search import MODES, Filters, Hit, Retriever
 
@@ -78,6 +80,16 @@ class AskResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class Candidate(NamedTuple):
+    """One span the reader proposed, before duplicates across passages are merged."""
+
+    score: float  # the ranking score (fused with the retrieval rank when calibrated so)
+    margin: float  # reader score minus its passage's null score
+    hit: Hit
+    rank: int  # 1-based rank of its passage
+    answer: Answer
 
 
 @dataclass(frozen=True)
@@ -145,16 +157,9 @@ class QA:
         hits, predictions, timing = self.retrieve_and_read(requests, adaptive=self.adaptive)
         results = []
         for r, hs, preds in zip(requests, hits, predictions, strict=True):
-            answers = self._rank(hs[: len(preds)], preds)
-            # The rule the threshold was tuned with: the best-scored answer decides whether
-            # to answer at all; then every answer that clears the threshold is shown.
-            threshold = self.calibration.threshold
-            best_guess = None
-            if answers and answers[0].confidence < threshold:
-                answers, best_guess = [], answers[0]
-            confident = [a for a in answers if a.confidence >= threshold]
+            confident, best_guess = self._answers(hs[: len(preds)], preds, r.top_k)
             results.append(AskResult(
-                question=r.question, answers=confident[: r.top_k], handoff=not confident,
+                question=r.question, answers=confident, handoff=not confident,
                 passages=hs[: self.max_passages_shown], calibrated=self.calibration.fitted,
                 passages_read=len(preds), best_guess=best_guess,
                 timing_ms={**timing, "total": round((time.perf_counter() - began) * 1000, 2),
@@ -209,39 +214,59 @@ class QA:
         found = self.candidates(hits[: len(predictions)], predictions)
         if not found:
             return False
-        score, margin, *_ = max(found, key=lambda c: c[0])
-        return self.calibration.confidence(score, margin) >= self.calibration.early_stop
+        best = max(found, key=lambda c: c.score)
+        return self.calibration.confidence(best.score, best.margin) >= self.calibration.early_stop
 
     def candidates(self, hits: Sequence[Hit], predictions: Sequence[Prediction]
-                   ) -> list[tuple[float, float, Hit, int, object]]:
-        """(score, margin, hit, passage rank, reader answer) for every span, unmerged."""
+                   ) -> list[Candidate]:
+        """Every span the reader proposed, unmerged."""
         out = []
         for rank, (hit, prediction) in enumerate(zip(hits, predictions, strict=True), 1):
             for a in prediction.answers:
                 score = self.calibration.fused_score(a.score, rank)
-                out.append((score, a.score - prediction.null_score, hit, rank, a))
+                out.append(Candidate(score, a.score - prediction.null_score, hit, rank, a))
         return out
 
-    def _rank(self, hits: Sequence[Hit], predictions: Sequence[Prediction]) -> list[SpanAnswer]:
-        """Best first, one per normalised answer text (overlapping passages repeat spans)."""
-        merged: dict[str, SpanAnswer] = {}
-        seen_in: dict[str, set[str]] = {}
-        candidates = sorted(self.candidates(hits, predictions), key=lambda c: -c[0])
-        for score, margin, hit, rank, a in candidates:
-            key = normalize_answer(a.text) or a.text
+    def _answers(self, hits: Sequence[Hit], predictions: Sequence[Prediction], top_k: int
+                 ) -> tuple[list[SpanAnswer], SpanAnswer | None]:
+        """(the best `top_k` answers that clear the threshold, None), or ([], the best guess).
+
+        The rule the threshold was tuned with: the best-scored answer decides whether to
+        answer at all; then every answer that clears the threshold is shown. Only the
+        answers returned are built in full (their context windows cost more than ranking).
+        """
+        ranked = self._merged(hits, predictions)
+        threshold = self.calibration.threshold
+        if not ranked:
+            return [], None
+        if ranked[0][0] < threshold:
+            return [], self._answer(*ranked[0])
+        shown = (entry for entry in ranked if entry[0] >= threshold)
+        return [self._answer(*entry) for entry in itertools.islice(shown, top_k)], None
+
+    def _merged(self, hits: Sequence[Hit], predictions: Sequence[Prediction]
+                ) -> list[tuple[float, Candidate, int]]:
+        """(confidence, best candidate, passages proposing it) per normalised answer text,
+        best score first (overlapping passages repeat spans)."""
+        merged: dict[str, tuple[Candidate, set[str]]] = {}
+        for c in sorted(self.candidates(hits, predictions), key=lambda c: -c.score):
+            key = normalize_answer(c.answer.text) or c.answer.text
             if key in merged:
-                if hit.passage_id not in seen_in[key]:
-                    seen_in[key].add(hit.passage_id)
-                    merged[key].occurrences += 1
-                continue
-            seen_in[key] = {hit.passage_id}
-            merged[key] = SpanAnswer(
-                text=a.text, confidence=round(self.calibration.confidence(score, margin), 4),
-                score=round(score, 4), passage_id=hit.passage_id, document_id=hit.document_id,
-                title=hit.title, path=hit.path, page=hit.page, start=a.start, end=a.end,
-                document_start=hit.start + a.start, document_end=hit.start + a.end,
-                context=context_window(hit.text, a.start, a.end), passage_rank=rank)
-        return list(merged.values())
+                merged[key][1].add(c.hit.passage_id)
+            else:
+                merged[key] = (c, {c.hit.passage_id})
+        return [(round(self.calibration.confidence(c.score, c.margin), 4), c, len(passages))
+                for c, passages in merged.values()]
+
+    def _answer(self, confidence: float, candidate: Candidate, occurrences: int) -> SpanAnswer:
+        score, _, hit, rank, a = candidate
+        return SpanAnswer(
+            text=a.text, confidence=confidence, score=round(score, 4),
+            passage_id=hit.passage_id, document_id=hit.document_id, title=hit.title,
+            path=hit.path, page=hit.page, start=a.start, end=a.end,
+            document_start=hit.start + a.start, document_end=hit.start + a.end,
+            context=context_window(hit.text, a.start, a.end), passage_rank=rank,
+            occurrences=occurrences)
 
 
 def context_window(text: str, start: int, end: int, chars: int = CONTEXT_CHARS) -> Context:

@@ -145,7 +145,8 @@ def reader_batches(url: str) -> tuple[float, float]:
 
 class Server:
     def __init__(self, index: Path, reader: Path, keys: Path, retrieval_k: int, log: Path,
-                 port: int = 0, read_all: bool = False, reader_backend: str = "auto"):
+                 port: int = 0, read_all: bool = False, reader_backend: str = "auto",
+                 max_batch: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -155,6 +156,7 @@ class Server:
                    "--retrieval-k", str(retrieval_k), "--keys", str(keys),
                    "--reader-backend", reader_backend]
         command += ["--read-all"] if read_all else []
+        command += ["--max-batch", str(max_batch)] if max_batch else []
         self.process = subprocess.Popen(
             command, cwd=REPO, stdout=self.out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
@@ -506,6 +508,8 @@ def main() -> None:
                         help="serve with --read-all, so each depth is read in full")
     parser.add_argument("--mixed-depth", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="passed to `spanqa serve --max-batch` (default: the server's)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate sequential and concurrent this many times (medians)")
     parser.add_argument("--phases", default="throughput,mixed")
@@ -530,7 +534,8 @@ def main() -> None:
         keys = work / "keys.json"
         key = create_key(keys)
         server = Server(index, Path(args.reader), keys, max(args.depth_list),
-                        work / "server.log", args.port, args.read_all, args.reader_backend)
+                        work / "server.log", args.port, args.read_all, args.reader_backend,
+                        args.max_batch)
         results["startup_seconds"] = server.wait_healthy()
         # Warm-up (not counted): the first asks load lazily and fill caches.
         with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S) as client:

@@ -65,6 +65,28 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum()
 
 
+def _best_pairs(starts: np.ndarray, ends: np.ndarray, offsets: Sequence[tuple | None],
+                n_best: int, max_answer_length: int) -> list[tuple[int, int, float]]:
+    """(start token, end token, start + end logit) for the valid pairs among the window's
+    `n_best` best starts and ends, best first.
+
+    Why numpy: scoring the n_best x n_best pairs one by one in Python took more time than
+    reading a short window.
+    """
+    length = len(offsets)
+    in_context = np.fromiter((o is not None for o in offsets), bool, length)
+    top_starts = np.argsort(starts[:length])[::-1][:n_best]
+    top_ends = np.argsort(ends[:length])[::-1][:n_best]
+    top_starts, top_ends = top_starts[in_context[top_starts]], top_ends[in_context[top_ends]]
+    s, e = top_starts[:, None], top_ends[None, :]
+    valid = (e >= s) & (e - s + 1 <= max_answer_length)
+    scores = starts[top_starts][:, None] + ends[top_ends][None, :]
+    rows, cols = np.nonzero(valid)
+    picked = scores[rows, cols]
+    order = np.argsort(-picked, kind="stable")
+    return [(int(top_starts[rows[i]]), int(top_ends[cols[i]]), float(picked[i])) for i in order]
+
+
 def postprocess(
     features: Features,
     start_logits: np.ndarray,
@@ -85,30 +107,22 @@ def postprocess(
     for f, example in enumerate(features.example_index):
         starts, ends = start_logits[f], end_logits[f]
         offsets = features.offsets[f]
-        length = len(offsets)
         null_scores[example] = min(null_scores[example], float(starts[0] + ends[0]))
-        top_starts = np.argsort(starts[:length])[::-1][:n_best]
-        top_ends = np.argsort(ends[:length])[::-1][:n_best]
+        found = candidates[example]
         context = contexts[example]
-        for s in top_starts:
-            if offsets[s] is None:
-                continue
-            for e in top_ends:
-                if offsets[e] is None or e < s or e - s + 1 > max_answer_length:
-                    continue
-                char_start = offsets[s][0]
-                char_end = extend_over_combining(context, offsets[e][1])
-                score = float(starts[s] + ends[e])
-                key = (char_start, char_end)
-                # Overlapping windows propose the same span: keep its best score.
-                if key not in candidates[example] or candidates[example][key].score < score:
-                    candidates[example][key] = Answer(
-                        text=context[char_start:char_end],
-                        start=char_start,
-                        end=char_end,
-                        score=score,
-                        context_index=example,
-                    )
+        # A window's spans below its own n_best best can never make the example's n_best.
+        here: set[tuple[int, int]] = set()
+        for s, e, score in _best_pairs(starts, ends, offsets, n_best, max_answer_length):
+            char_start = offsets[s][0]
+            char_end = extend_over_combining(context, offsets[e][1])
+            key = (char_start, char_end)
+            here.add(key)
+            # Overlapping windows propose the same span: keep its best score.
+            if key not in found or found[key].score < score:
+                found[key] = Answer(text=context[char_start:char_end], start=char_start,
+                                    end=char_end, score=score, context_index=example)
+            if len(here) == n_best:
+                break
     predictions = []
     for example, found in enumerate(candidates):
         answers = sorted(found.values(), key=lambda a: a.score, reverse=True)[:n_best]

@@ -74,3 +74,34 @@ def test_overlapping_windows_propose_a_span_once_with_its_best_score():
     texts = [a.text for a in pred.answers]
     assert texts.count("beta gamma") == 1
     assert pred.best.text == "beta gamma" and pred.best.score == 6.0
+
+
+def _every_pair(feats: Features, starts, ends, context: str, n_best: int, max_len: int):
+    """The plain reference: score every pair of each window's n_best starts and ends."""
+    found: dict[tuple[int, int], float] = {}
+    for f, offsets in enumerate(feats.offsets):
+        s_top = np.argsort(starts[f])[::-1][:n_best]
+        e_top = np.argsort(ends[f])[::-1][:n_best]
+        for s in s_top:
+            for e in e_top:
+                if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > max_len:
+                    continue
+                key = (offsets[s][0], offsets[e][1])
+                found[key] = max(found.get(key, -np.inf), float(starts[f][s] + ends[f][e]))
+    return sorted(found.items(), key=lambda kv: -kv[1])[:n_best]
+
+
+def test_spans_match_scoring_every_pair_over_overlapping_windows():
+    # Four windows sliding over the context, so spans repeat across windows with other
+    # scores; the n_best best of the example must be exactly those of the plain reference.
+    rng = np.random.default_rng(0)
+    windows = [[0, 1, 2], [1, 2, 3], [2, 3], [0, 1, 2, 3]]
+    feats = _features(windows)
+    for n_best, max_len in ((20, 30), (3, 2), (1, 1), (5, 4)):
+        starts = [rng.normal(size=len(o)).astype(np.float32) for o in feats.offsets]
+        ends = [rng.normal(size=len(o)).astype(np.float32) for o in feats.offsets]
+        pred = postprocess(feats, starts, ends, [CONTEXT], n_best=n_best,
+                           max_answer_length=max_len)[0]
+        expected = _every_pair(feats, starts, ends, CONTEXT, n_best, max_len)
+        assert [((a.start, a.end), a.score) for a in pred.answers] == expected
+        assert all(CONTEXT[a.start:a.end] == a.text for a in pred.answers)
