@@ -1,11 +1,11 @@
 """Micro-batching: questions that arrive together share one reader forward pass.
 
-Each /v1/ask request submits an `AskRequest` and awaits its future. One asyncio worker
-collects requests until `max_batch` are waiting or `max_wait_ms` have passed (a little
-longer while the last batch's clients are expected back), then runs `qa.ask_many` on them
-in ONE dedicated thread: the model never runs in two threads at once, so two cores are not
-oversubscribed, and while a batch is being read the next one fills up, which is where
-batches larger than one come from.
+Each /v1/ask request, once its passages are retrieved, submits them and awaits its future.
+One asyncio worker collects requests until `max_batch` are waiting or `max_wait_ms` have
+passed (a little longer while the last batch's clients are expected back), then runs
+`qa.read` on them in ONE dedicated thread: the model never runs in two threads at once,
+so two cores are not oversubscribed, and while a batch is being read the next one fills
+up, which is where batches larger than one come from.
 
 A batch that raises is retried one request at a time, so a bad question fails only its
 own request (a ValueError becomes that request's 422), never its neighbours'.
@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 REGROUP_FRACTION = 0.05  # of the last batch's time, waited for its clients to come back
 MAX_REGROUP_SECONDS = 0.1
+MAX_EXPECT_SECONDS = 0.1  # waited for questions still being retrieved (a few ms each)
 
 
 class Overloaded(RuntimeError):
@@ -58,6 +59,7 @@ class MicroBatcher:
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._stats_lock = threading.Lock()
+        self._expected = 0  # questions on their way (being retrieved), not yet submitted
         self.batches = 0
         self.requests = 0
         self.largest = 0
@@ -98,9 +100,18 @@ class MicroBatcher:
         self._arrived.set()
         return await future
 
-    async def run_exclusive(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run other model work (a search's query embedding) on the same single thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Around the work that precedes `submit` (retrieval): while it runs, a filling batch
+        waits for this question too, so questions retrieved one after another still share
+        a reader pass. Leave it right before `submit`, with no await in between."""
+        self._expected += 1
+        try:
+            yield
+        finally:
+            self._expected -= 1
+            if self._arrived is not None:
+                self._arrived.set()  # re-decide: a question that failed will not come
 
     def stats(self) -> dict:
         with self._stats_lock:
@@ -139,6 +150,8 @@ class MicroBatcher:
                 if len(self._pending) < self._last_size:
                     patience = max(patience, min(REGROUP_FRACTION * self._last_seconds,
                                                  MAX_REGROUP_SECONDS))
+                if self._expected:
+                    patience = max(patience, MAX_EXPECT_SECONDS)
                 remaining = start + patience - loop.time()
                 if remaining <= 0:
                     break

@@ -65,7 +65,7 @@ def observe(qa: QA, examples: list[SquadExample], batch_size: int = 8,
     bar = tqdm(total=len(examples), desc="asking", unit="q", disable=not progress)
     for i in range(0, len(examples), batch_size):
         batch = examples[i: i + batch_size]
-        _, predictions, _ = qa.retrieve_and_read([AskRequest(e.question) for e in batch])
+        _, predictions = qa.retrieve_and_read([AskRequest(e.question) for e in batch])
         for example, preds in zip(batch, predictions, strict=True):
             # Every passage's spans: which one ranks first depends on the retriever weight.
             found = [(a.score, a.score - prediction.null_score, rank, a.text)

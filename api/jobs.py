@@ -69,7 +69,7 @@ class _Interrupted(Exception):
 
 
 class SharedEmbedder:
-    """The retriever's embedding model, shared by query encoding (the model thread) and
+    """The retriever's embedding model, shared by query encoding (the retrieval thread) and
     index updates (the job thread), one caller at a time: fast tokenizers are not safe to
     call from two threads at once, and one model on two cores gains nothing from it."""
 

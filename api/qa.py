@@ -101,6 +101,15 @@ class AskRequest:
     mode: str | None = None
 
 
+@dataclass
+class Retrieved:
+    """A question with its passages, between the retrieval and the reading stage."""
+
+    request: AskRequest
+    hits: list[Hit]
+    retrieve_ms: float  # how long retrieving took (for a batch: the whole batch)
+
+
 class QA:
     """The pipeline behind `spanqa ask`, the HTTP API and the web page.
 
@@ -153,25 +162,13 @@ class QA:
 
     def ask_many(self, requests: Sequence[AskRequest]) -> list[AskResult]:
         """Several questions with one reader pass over all their passages (micro-batching)."""
-        began = time.perf_counter()
-        hits, predictions, timing = self.retrieve_and_read(requests, adaptive=self.adaptive)
-        results = []
-        for r, hs, preds in zip(requests, hits, predictions, strict=True):
-            confident, best_guess = self._answers(hs[: len(preds)], preds, r.top_k)
-            results.append(AskResult(
-                question=r.question, answers=confident, handoff=not confident,
-                passages=hs[: self.max_passages_shown], calibrated=self.calibration.fitted,
-                passages_read=len(preds), best_guess=best_guess,
-                timing_ms={**timing, "total": round((time.perf_counter() - began) * 1000, 2),
-                           "batch_size": len(requests)}))
-        return results
+        return self.read(self.retrieve(requests))
 
-    def retrieve_and_read(self, requests: Sequence[AskRequest], *, adaptive: bool = False
-                          ) -> tuple[list[list[Hit]], list[list[Prediction]], dict[str, float]]:
-        """Retrieved passages and the reader's raw predictions for them, per request.
+    def retrieve(self, requests: Sequence[AskRequest]) -> list[Retrieved]:
+        """The first stage of answering: each question's passages, from one index generation.
 
-        With `adaptive`, a request's predictions cover only its first `first_read` passages
-        when an answer there is already confident; otherwise every retrieved passage.
+        The server runs it as each question arrives, apart from the reader, so that while
+        a micro-batch fills up its questions are already being retrieved.
         """
         began = time.perf_counter()
         retriever = self.retriever  # pinned: one generation for the whole batch
@@ -190,8 +187,43 @@ class QA:
                                  mode=r.mode or self.mode, filters=r.filters,
                                  query=queries.get(i))
                 for i, r in enumerate(requests)]
-        retrieved = time.perf_counter()
-        questions = [r.question for r in requests]
+        ms = round((time.perf_counter() - began) * 1000, 2)
+        return [Retrieved(r, hs, ms) for r, hs in zip(requests, hits, strict=True)]
+
+    def read(self, retrieved: Sequence[Retrieved]) -> list[AskResult]:
+        """The second stage: one reader pass over the passages of all these questions, then
+        each question's answers ranked across its passages."""
+        began = time.perf_counter()
+        hits = [r.hits for r in retrieved]
+        predictions = self.predict([r.request.question for r in retrieved], hits,
+                                   adaptive=self.adaptive)
+        read_ms = round((time.perf_counter() - began) * 1000, 2)
+        results = []
+        for r, hs, preds in zip(retrieved, hits, predictions, strict=True):
+            confident, best_guess = self._answers(hs[: len(preds)], preds, r.request.top_k)
+            read_and_rank = (time.perf_counter() - began) * 1000
+            results.append(AskResult(
+                question=r.request.question, answers=confident, handoff=not confident,
+                passages=hs[: self.max_passages_shown], calibrated=self.calibration.fitted,
+                passages_read=len(preds), best_guess=best_guess,
+                timing_ms={"retrieve": r.retrieve_ms, "read": read_ms,
+                           "total": round(r.retrieve_ms + read_and_rank, 2),
+                           "batch_size": len(retrieved)}))
+        return results
+
+    def retrieve_and_read(self, requests: Sequence[AskRequest], *, adaptive: bool = False
+                          ) -> tuple[list[list[Hit]], list[list[Prediction]]]:
+        """Retrieved passages and the reader's raw predictions for them, per request."""
+        hits = [r.hits for r in self.retrieve(requests)]
+        return hits, self.predict([r.question for r in requests], hits, adaptive=adaptive)
+
+    def predict(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]], *,
+                adaptive: bool = False) -> list[list[Prediction]]:
+        """The reader's raw predictions for each question's passages.
+
+        With `adaptive`, a question's predictions cover only its first `first_read` passages
+        when an answer there is already confident; otherwise every retrieved passage.
+        """
         first = ((self.first_read or self.calibration.first_read)
                  if adaptive and self.calibration.fitted else None)
         predictions = self.reader.predict(questions, [[h.text for h in hs[:first]] for hs in hits])
@@ -205,9 +237,7 @@ class QA:
                     for a in prediction.answers:
                         a.context_index += first
                 predictions[i] = predictions[i] + more
-        timing = {"retrieve": round((retrieved - began) * 1000, 2),
-                  "read": round((time.perf_counter() - retrieved) * 1000, 2)}
-        return hits, predictions, timing
+        return predictions
 
     def _sure(self, hits: Sequence[Hit], predictions: Sequence[Prediction]) -> bool:
         """Whether the best span read so far is confident enough to stop reading."""

@@ -3,8 +3,9 @@
     app = create_app(QA("data/index", "data/readers/demo"), Settings())
     uvicorn.run(app)
 
-Questions go through a micro-batcher (api/batching.py) that answers concurrent questions
-with one reader pass on one model thread; uploads and removals are queued as background
+Each question is retrieved as it arrives (on a retrieval thread), then goes through a
+micro-batcher (api/batching.py) that reads concurrent questions' passages in one reader
+pass on one model thread; uploads and removals are queued as background
 index jobs (api/jobs.py) whose new generation is swapped in when they finish, while the
 questions already in flight finish on the generation they started with.
 
@@ -29,6 +30,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -151,7 +153,7 @@ def finite(value: Any) -> Any:
 @contextlib.contextmanager
 def generation_db(qa: QA) -> Iterator[Any]:
     """A private read-only connection to the live generation's SQLite (request threads must
-    not share the retriever's connection with the model thread)."""
+    not share the retriever's connection with the retrieval thread)."""
     for attempt in range(3):
         retriever = qa.retriever
         try:
@@ -189,7 +191,10 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
         retriever._embedder = SharedEmbedder(retriever.embedder)
     shared_embedder = retriever._embedder
 
-    batcher = MicroBatcher(qa.ask_many, max_batch=settings.max_batch,
+    # Retrieval runs as each question arrives, on its own thread; the micro-batcher then
+    # reads the passages of the questions that arrived together in one reader pass.
+    retrieval = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spanqa-retrieve")
+    batcher = MicroBatcher(qa.read, max_batch=settings.max_batch,
                            max_wait_ms=settings.batch_wait_ms,
                            max_pending=settings.max_pending,
                            on_batch=lambda n: metrics.batch_size.observe(n))
@@ -210,6 +215,7 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
                  qa.retriever.generation.name, qa.retriever.passages, settings.reader_name)
         yield
         await batcher.stop()
+        retrieval.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(jobs.stop)
         feedback.close()
 
@@ -269,8 +275,11 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
         filters = body.filters.to_filters() if body.filters else None
         request = AskRequest(question=body.question, top_k=body.top_k,
                              retrieval_k=body.retrieval_k, filters=filters, mode=body.mode)
+        loop = asyncio.get_running_loop()
         try:
-            result = await batcher.submit(request)
+            with batcher.expecting():
+                retrieved = await loop.run_in_executor(retrieval, qa.retrieve, [request])
+            result = await batcher.submit(retrieved[0])
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         except Overloaded as exc:
@@ -283,7 +292,7 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
         retriever = qa.retriever
         filters = body.filters.to_filters() if body.filters else None
         try:
-            hits = await batcher.run_exclusive(partial(
+            hits = await asyncio.get_running_loop().run_in_executor(retrieval, partial(
                 retriever.search, body.question, body.top_k, mode=body.mode or qa.mode,
                 filters=filters))
         except ValueError as exc:

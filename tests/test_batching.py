@@ -46,3 +46,38 @@ def test_a_lone_client_is_not_kept_waiting():
     # 5 batches of 50 ms; waiting the regrouping time each would add 5 x 100 ms.
     assert time.perf_counter() - began < 0.5, batcher.stats()
     assert batcher.stats()["batch_sizes"] == {"1": 5}
+
+
+def test_questions_still_being_retrieved_join_the_batch():
+    """Questions retrieved one after another (one retrieval thread) reach the batcher 30 ms
+    apart, far beyond its 5 ms wait: announced with `expecting`, they share one batch; a
+    question whose retrieval fails is not waited for."""
+    batches: list[list[str]] = []
+
+    def read(batch):
+        batches.append(list(batch))
+        return [q.upper() for q in batch]
+
+    batcher = MicroBatcher(read, max_batch=8, max_wait_ms=5)
+
+    async def ask(q: str, retrieval_s: float) -> str:
+        with batcher.expecting():
+            await asyncio.sleep(retrieval_s)
+            if q == "lost":
+                raise ValueError("retrieval failed")
+        return await batcher.submit(q)
+
+    async def main() -> list:
+        await batcher.start()
+        try:
+            return await asyncio.gather(
+                *(ask(f"q{i}", 0.03 * i) for i in range(3)), ask("lost", 0.045),
+                return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    began = time.perf_counter()
+    results = asyncio.run(main())
+    assert results[:3] == ["Q0", "Q1", "Q2"] and isinstance(results[3], ValueError)
+    assert batches == [["q0", "q1", "q2"]]
+    assert time.perf_counter() - began < 0.5

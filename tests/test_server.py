@@ -654,10 +654,10 @@ def test_a_failing_pipeline_is_a_500_with_the_request_id(local, caplog):
     from api.server import Settings, create_app
 
     class Broken(QA):
-        def ask_many(self, requests):
-            if any("boom" in r.question for r in requests):
+        def read(self, retrieved):
+            if any("boom" in r.request.question for r in retrieved):
                 raise RuntimeError("the reader exploded")
-            return super().ask_many(requests)
+            return super().read(retrieved)
 
     settings = Settings(uploads_dir=local.root / "uploads", keys_file=local.root / "k.json",
                         feedback_db=local.root / "feedback.db")
