@@ -104,7 +104,11 @@ class MicroBatcher:
     def expecting(self) -> Iterator[None]:
         """Around the work that precedes `submit` (retrieval): while it runs, a filling batch
         waits for this question too, so questions retrieved one after another still share
-        a reader pass. Leave it right before `submit`, with no await in between."""
+        a reader pass. Leave it right before `submit`, with no await in between.
+        Overloaded is raised here already, before any retrieval is spent on the question."""
+        if len(self._pending) + self._expected >= self.max_pending:
+            raise Overloaded(f"{len(self._pending) + self._expected} questions are waiting; "
+                             "try again shortly")
         self._expected += 1
         try:
             yield

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from api.batching import MicroBatcher
 
 
@@ -81,3 +83,13 @@ def test_questions_still_being_retrieved_join_the_batch():
     assert results[:3] == ["Q0", "Q1", "Q2"] and isinstance(results[3], ValueError)
     assert batches == [["q0", "q1", "q2"]]
     assert time.perf_counter() - began < 0.5
+
+
+def test_too_many_waiting_questions_are_refused_before_retrieval():
+    from api.batching import Overloaded
+
+    batcher = MicroBatcher(lambda batch: batch, max_batch=8, max_wait_ms=5, max_pending=2)
+    with batcher.expecting(), batcher.expecting(), pytest.raises(Overloaded):
+        batcher.expecting().__enter__()
+    with batcher.expecting():  # the first two have left: there is room again
+        pass
