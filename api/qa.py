@@ -92,6 +92,14 @@ class Candidate(NamedTuple):
     answer: Answer
 
 
+class Merged(NamedTuple):
+    """One answer text, merged across the passages that proposed it."""
+
+    confidence: float
+    best: Candidate  # its best-scored occurrence
+    occurrences: int  # passages that proposed it
+
+
 @dataclass(frozen=True)
 class AskRequest:
     question: str
@@ -269,15 +277,15 @@ class QA:
         threshold = self.calibration.threshold
         if not ranked:
             return [], None
-        if ranked[0][0] < threshold:
+        if ranked[0].confidence < threshold:
             return [], self._answer(*ranked[0])
-        shown = (entry for entry in ranked if entry[0] >= threshold)
+        shown = (entry for entry in ranked if entry.confidence >= threshold)
         return [self._answer(*entry) for entry in itertools.islice(shown, top_k)], None
 
     def _merged(self, hits: Sequence[Hit], predictions: Sequence[Prediction]
-                ) -> list[tuple[float, Candidate, int]]:
-        """(confidence, best candidate, passages proposing it) per normalised answer text,
-        best score first (overlapping passages repeat spans)."""
+                ) -> list[Merged]:
+        """One entry per normalised answer text, best score first (overlapping passages
+        repeat spans)."""
         merged: dict[str, tuple[Candidate, set[str]]] = {}
         for c in sorted(self.candidates(hits, predictions), key=lambda c: -c.score):
             key = normalize_answer(c.answer.text) or c.answer.text
@@ -285,7 +293,7 @@ class QA:
                 merged[key][1].add(c.hit.passage_id)
             else:
                 merged[key] = (c, {c.hit.passage_id})
-        return [(round(self.calibration.confidence(c.score, c.margin), 4), c, len(passages))
+        return [Merged(round(self.calibration.confidence(c.score, c.margin), 4), c, len(passages))
                 for c, passages in merged.values()]
 
     def _answer(self, confidence: float, candidate: Candidate, occurrences: int) -> SpanAnswer:

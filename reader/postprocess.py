@@ -9,7 +9,7 @@ in the SQuAD 2.0 recipes of BERT and SpanBERT.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +66,7 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def _best_pairs(starts: np.ndarray, ends: np.ndarray, offsets: Sequence[tuple | None],
-                n_best: int, max_answer_length: int) -> list[tuple[int, int, float]]:
+                n_best: int, max_answer_length: int) -> Iterator[tuple[int, int, float]]:
     """(start token, end token, start + end logit) for the valid pairs among the window's
     `n_best` best starts and ends, best first.
 
@@ -83,8 +83,8 @@ def _best_pairs(starts: np.ndarray, ends: np.ndarray, offsets: Sequence[tuple | 
     scores = starts[top_starts][:, None] + ends[top_ends][None, :]
     rows, cols = np.nonzero(valid)
     picked = scores[rows, cols]
-    order = np.argsort(-picked, kind="stable")
-    return [(int(top_starts[rows[i]]), int(top_ends[cols[i]]), float(picked[i])) for i in order]
+    for i in np.argsort(-picked, kind="stable"):  # lazily: the caller stops at n_best spans
+        yield int(top_starts[rows[i]]), int(top_ends[cols[i]]), float(picked[i])
 
 
 def postprocess(
