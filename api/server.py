@@ -61,6 +61,7 @@ from api.schemas import AskIn, FeedbackIn, SearchIn
 from api.uploads import safe_filename, unique_name
 from indexer import store
 from indexer.readers import SUPPORTED
+from reader.inference import release_openmp_workers
 
 log = logging.getLogger("spanqa.api")
 
@@ -207,6 +208,9 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        # The model was loaded on this thread and is read on the batcher's: this thread's
+        # idle OpenMP workers would slow every forward pass (see release_openmp_workers).
+        release_openmp_workers()
         await batcher.start()
         jobs.start()
         settings.uploads_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from reader.features import Features
@@ -41,10 +42,37 @@ def random_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Batches for inference: sorted by length, so padding is almost nil."""
+def sorted_batches(
+    lengths: Sequence[int], batch_size: int, overhead: float | None = None
+) -> list[list[int]]:
+    """Batches for inference, longest first, each padded only to its own longest window.
+
+    Without `overhead`: full batches of the sorted windows. With it (what one more forward
+    pass costs, counted in windows of that pass's length), the cuts are chosen to minimise
+    padded tokens plus passes. Why: a question's passages range from a sentence to a
+    full window, and one batch of them spends a third of its compute on padding (measured
+    over SQuAD questions at depths 5 to 20); on a CPU a small batch costs little more
+    per window than a large one, so several batches of like lengths read sooner.
+    """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if overhead is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    longest = np.array([lengths[i] for i in order], dtype=np.float64)
+    # cost[j]: cheapest way to read the j longest windows; a batch [i, j) is padded to
+    # longest[i]. Every batch holds at most batch_size windows.
+    cost = np.zeros(len(order) + 1)
+    cut = np.zeros(len(order) + 1, dtype=np.int64)
+    for j in range(1, len(order) + 1):
+        lo = max(0, j - batch_size)
+        starts = np.arange(lo, j)
+        options = cost[lo:j] + longest[lo:j] * (j - starts + overhead)
+        best = int(np.argmin(options))
+        cost[j], cut[j] = options[best], lo + best
+    batches, j = [], len(order)
+    while j > 0:
+        batches.append(order[cut[j] : j])
+        j = int(cut[j])
+    return batches[::-1]
 
 
 def collate(

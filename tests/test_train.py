@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reader.batching import collate, length_grouped_batches, random_batches
+from reader.batching import collate, length_grouped_batches, random_batches, sorted_batches
 from reader.checkpoint import load_trainer_state
 from reader.features import Features
 from reader.train import TrainConfig, optimizer_groups, train
@@ -127,6 +127,38 @@ def test_collate_pads_only_to_the_longest_window():
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert collate(feats, [1], pad_id=0, pad_to=8)["input_ids"].shape == (1, 8)
+
+
+def _cost(lengths: list[int], batches: list[list[int]], overhead: float) -> float:
+    return sum(max(lengths[i] for i in b) * (len(b) + overhead) for b in batches)
+
+
+def _cheapest(lengths: list[int], size: int, overhead: float) -> float:
+    """Every way to cut the longest-first order into batches of at most `size`."""
+    ordered = sorted(lengths, reverse=True)
+    best = [0.0] + [float("inf")] * len(ordered)
+    for j in range(1, len(ordered) + 1):
+        for i in range(max(0, j - size), j):
+            best[j] = min(best[j], best[i] + ordered[i] * (j - i + overhead))
+    return best[-1]
+
+
+def test_sorted_batches_cut_where_padding_costs_more_than_a_pass():
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(30):
+        lengths = torch.randint(20, 257, (int(torch.randint(1, 25, (1,), generator=gen)),),
+                                generator=gen).tolist()
+        batches = sorted_batches(lengths, 8, overhead=0.25)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        assert all(1 <= len(b) <= 8 for b in batches)
+        flat = [i for b in batches for i in b]
+        assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+        assert _cost(lengths, batches, 0.25) == pytest.approx(_cheapest(lengths, 8, 0.25))
+        assert _cost(lengths, batches, 0.25) <= _cost(lengths, sorted_batches(lengths, 8), 0.25)
+    # Like lengths share a pass; far-apart ones are not padded to each other.
+    assert sorted(map(len, sorted_batches([100] * 10, 4, overhead=0.25))) == [2, 4, 4]
+    assert sorted_batches([50, 250, 52, 248], 8, overhead=0.25) == [[1, 3], [2, 0]]
+    assert sorted_batches([50, 250, 52, 248], 8) == [[1, 3, 2, 0]]
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
