@@ -100,8 +100,8 @@ CPU_BATCH_OVERHEAD = 0.25
 
 def batch_overhead(device: torch.device) -> float | None:
     """The cost of a forward pass that `sorted_batches` weighs against padding; None (full
-    batches) on a GPU, where each pass costs launches and padding is cheap (not measured
-    there)."""
+    batches) on a GPU, where a pass's fixed cost is large against a window's (not
+    measured there)."""
     return CPU_BATCH_OVERHEAD if device.type == "cpu" else None
 
 
