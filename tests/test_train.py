@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -134,27 +135,29 @@ def _cost(lengths: list[int], batches: list[list[int]], overhead: float) -> floa
 
 
 def _cheapest(lengths: list[int], size: int, overhead: float) -> float:
-    """Every way to cut the longest-first order into batches of at most `size`."""
+    """Brute force: every way to cut the longest-first order into batches of at most `size`."""
     ordered = sorted(lengths, reverse=True)
-    best = [0.0] + [float("inf")] * len(ordered)
-    for j in range(1, len(ordered) + 1):
-        for i in range(max(0, j - size), j):
-            best[j] = min(best[j], best[i] + ordered[i] * (j - i + overhead))
-    return best[-1]
+    best = float("inf")
+    for cuts in itertools.product((False, True), repeat=len(ordered) - 1):
+        bounds = [0, *(i + 1 for i, cut in enumerate(cuts) if cut), len(ordered)]
+        spans = list(itertools.pairwise(bounds))
+        if all(b - a <= size for a, b in spans):
+            best = min(best, sum(ordered[a] * (b - a + overhead) for a, b in spans))
+    return best
 
 
 def test_sorted_batches_cut_where_padding_costs_more_than_a_pass():
     gen = torch.Generator().manual_seed(3)
     for _ in range(30):
-        lengths = torch.randint(20, 257, (int(torch.randint(1, 25, (1,), generator=gen)),),
+        lengths = torch.randint(20, 257, (int(torch.randint(1, 13, (1,), generator=gen)),),
                                 generator=gen).tolist()
-        batches = sorted_batches(lengths, 8, overhead=0.25)
+        batches = sorted_batches(lengths, 4, overhead=0.25)
         assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-        assert all(1 <= len(b) <= 8 for b in batches)
+        assert all(1 <= len(b) <= 4 for b in batches)
         flat = [i for b in batches for i in b]
         assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
-        assert _cost(lengths, batches, 0.25) == pytest.approx(_cheapest(lengths, 8, 0.25))
-        assert _cost(lengths, batches, 0.25) <= _cost(lengths, sorted_batches(lengths, 8), 0.25)
+        assert _cost(lengths, batches, 0.25) == pytest.approx(_cheapest(lengths, 4, 0.25))
+        assert _cost(lengths, batches, 0.25) <= _cost(lengths, sorted_batches(lengths, 4), 0.25)
     # Like lengths share a pass; far-apart ones are not padded to each other.
     assert sorted(map(len, sorted_batches([100] * 10, 4, overhead=0.25))) == [2, 4, 4]
     assert sorted_batches([50, 250, 52, 248], 8, overhead=0.25) == [[1, 3], [2, 0]]
