@@ -16,8 +16,10 @@ data/bench/budget-v1.1, calibrated by `spanqa calibrate` on this index):
                 of the depth only when no answer there reaches its early_stop confidence)
   spanqa-readall  the same reading every retrieved passage (adaptive=False)
   spanqa-bm25   the default with BM25 only (to tell retrieval from reading apart)
-  spanqa-torch  the default with its reader run by PyTorch instead of ONNX Runtime fp32
-  spanqa-int8   the default with its reader run by ONNX Runtime with int8 weights
+  spanqa-torch  the default with its reader run by PyTorch in fp32 instead of OpenVINO
+  spanqa-torch-bf16  ... by PyTorch in bf16 (the default before OpenVINO, on bf16 CPUs)
+  spanqa-onnx   ... by ONNX Runtime in fp32 (the default without OpenVINO, on other CPUs)
+  spanqa-int8   ... by ONNX Runtime with int8 weights
   haystack      Haystack: InMemoryDocumentStore holding the same passages (same ids and
                 texts), InMemoryBM25Retriever(top_k=depth) -> TransformersExtractiveReader
                 (local directory, offline, top_k=1, no_answer=False, max_seq_length and
@@ -70,10 +72,10 @@ from reader.metrics import squad_v1  # noqa: E402
 from reader.reader import Reader  # noqa: E402
 from retriever.search import Retriever  # noqa: E402
 
-# Other reader backends, as (backend, precision): PyTorch fp32 and ONNX Runtime fp32 and
-# int8 beside the default (PyTorch in bf16 on CPUs with bf16 units, else ONNX fp32).
-OTHER_BACKENDS = {"spanqa-torch": ("torch", "fp32"), "spanqa-onnx": ("onnx", "fp32"),
-                  "spanqa-int8": ("onnx-int8", "fp32")}
+# Other reader backends, as (backend, precision), beside the default (OpenVINO on a CPU,
+# in bf16 where it has bf16 units): PyTorch fp32 and bf16, ONNX Runtime fp32 and int8.
+OTHER_BACKENDS = {"spanqa-torch": ("torch", "fp32"), "spanqa-torch-bf16": ("torch", "bf16"),
+                  "spanqa-onnx": ("onnx", "fp32"), "spanqa-int8": ("onnx-int8", "fp32")}
 OURS = ("spanqa", "spanqa-readall", "spanqa-bm25", *OTHER_BACKENDS)
 SYSTEMS = (*OURS, "haystack")
 DEFAULT_INDEX = REPO / "data" / "bench" / "retrieval-index"
@@ -93,8 +95,10 @@ DIFFERENCES = (
     "answers_per_seq 20",
     "ranking across passages: both by start+end logit (Haystack's sigmoid(0.1 * (s + e)) is "
     "monotone in it); SpanQA adds retriever_weight * -log(rank) when its calibration has one",
-    "batching: SpanQA groups a question's windows by length (batches of 32); Haystack pads "
-    "all of a question's windows to the longest (max_batch_size 32)",
+    "batching: SpanQA sorts a question's windows by length and cuts them into batches where "
+    "padding would cost more than another pass (at most 8 a batch with OpenVINO and fp32, 32 "
+    "with PyTorch bf16); Haystack pads all of a question's windows to the longest "
+    "(max_batch_size 32)",
     "Haystack runs as a Pipeline (retriever -> reader), which copies component inputs",
 )
 ALL_ANSWERS = 1_000_000  # top_k that returns every merged span (for the abstention check)

@@ -21,8 +21,9 @@ Phases:
           backend: windows/s on the same dev sample, interleaved (median), for the
           reference (PyTorch, padded to max_seq_length, unsorted; at run_qa.py's default
           eval batch of 8 and at 64, ratios against the faster) and SpanQA's pipeline at
-          its default batch sizes run by PyTorch, ONNX Runtime fp32 and ONNX Runtime int8;
-          then EM/F1 on the whole dev set per backend, to show what int8 costs.
+          its default batch sizes run by PyTorch (fp32, bf16), ONNX Runtime (fp32, int8)
+          and OpenVINO (fp32, bf16); then EM/F1 on the whole dev set per backend, to show
+          what int8 and bf16 cost.
 Writes bench/results/reader-v{version}.json (merged across phases) and prints a table.
 """
 
@@ -42,11 +43,13 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from reader.backends import resolve_backend  # noqa: E402
 from reader.evaluation import eval_features, evaluate  # noqa: E402
 from reader.features import FeatureConfig  # noqa: E402
 from reader.inference import cpu_has_bf16, inference_dtype, predict_logits  # noqa: E402
 from reader.models import load_qa_model, load_tokenizer  # noqa: E402
-from reader.onnx_span import OnnxSpanModel, resolve_backend  # noqa: E402
+from reader.onnx_span import OnnxSpanModel  # noqa: E402
+from reader.openvino_span import OpenVinoSpanModel  # noqa: E402
 from reader.reader import Reader  # noqa: E402
 from reader.squad import load_squad  # noqa: E402
 from reader.train import TrainConfig, train  # noqa: E402
@@ -59,7 +62,7 @@ REFERENCE_BATCHES = {"reference (torch, padded, batch 8)": 8,  # run_qa.py's def
 # shows what SpanQA's pipeline adds beyond the CPU's bf16 units.
 REFERENCE_BF16 = "reference in bf16 (torch, padded, batch 8)"
 PADDED = {**REFERENCE_BATCHES, REFERENCE_BF16: 8}
-INFERENCE = (*PADDED, "torch", "torch bf16", "onnx", "onnx-int8")
+INFERENCE = (*PADDED, "torch", "torch bf16", "onnx", "onnx-int8", "openvino", "openvino bf16")
 REFERENCE_EVAL_BATCH = 8  # run_qa.py's per_device_eval_batch_size
 
 
@@ -140,7 +143,10 @@ def phase_inference(args, results: dict) -> None:
                "torch": (torch_reader.model, None),
                "torch bf16": (bf16_model, bf16),
                "onnx": (OnnxSpanModel(torch_reader.model, tokenizer, quantize=False), None),
-               "onnx-int8": (OnnxSpanModel(torch_reader.model, tokenizer, quantize=True), None)}
+               "onnx-int8": (OnnxSpanModel(torch_reader.model, tokenizer, quantize=True), None),
+               "openvino": (OpenVinoSpanModel(torch_reader.model, tokenizer, bf16=False), None),
+               "openvino bf16": (OpenVinoSpanModel(torch_reader.model, tokenizer, bf16=True),
+                                 bf16)}
     feats = dev_sample(args, tokenizer, fcfg, args.eval_features)
     fps: dict[str, list[float]] = {name: [] for name in INFERENCE}
     for r in range(args.rounds):

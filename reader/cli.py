@@ -59,19 +59,19 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def add_backend_argument(p: argparse.ArgumentParser, flag: str = "--backend") -> None:
-    from reader.onnx_export import BACKENDS
+    from reader.backends import READER_BACKENDS
 
-    p.add_argument(flag, choices=("auto", *BACKENDS), default="auto",
-                   help="what computes the reader's logits: auto = PyTorch on a GPU and, in "
-                        "bf16, on a CPU with bf16 units (AVX512-BF16, AMX); else ONNX Runtime "
-                        "fp32 (PyTorch's fp32 answers, faster); onnx-int8 trades a little F1 "
-                        "for speed (its scores move slightly with the batch)")
+    p.add_argument(flag, choices=("auto", *READER_BACKENDS), default="auto",
+                   help="what computes the reader's logits: auto = PyTorch on a GPU, OpenVINO "
+                        "on a CPU (without it: ONNX Runtime in fp32, PyTorch in bf16); "
+                        "onnx-int8 trades a little F1 for speed (its scores move slightly "
+                        "with the batch)")
 
 
 def add_precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="what PyTorch reads in: auto = bf16 on GPUs and CPUs with bf16 units, "
-                        "else fp32; fp32 on such a CPU makes auto pick ONNX Runtime fp32")
+                   help="what the reader reads in: auto = bf16 on GPUs and CPUs with bf16 "
+                        "units (AVX512-BF16, AMX), else fp32")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:

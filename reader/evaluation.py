@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
+from reader.backends import Runner
 from reader.features import FeatureConfig, Features, build_features
 from reader.inference import predict_logits
 from reader.metrics import squad_v1, squad_v2
-from reader.onnx_span import OnnxSpanModel
 from reader.postprocess import Prediction, postprocess
 from reader.squad import SquadExample, to_official_json
 
@@ -76,7 +76,7 @@ def eval_features(
 
 
 def evaluate(
-    model: PreTrainedModel | OnnxSpanModel,
+    model: Runner,
     tokenizer: PreTrainedTokenizerFast,
     examples: list[SquadExample],
     config: FeatureConfig,

@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 from reader.batching import collate, sorted_batches
 from reader.features import Features
 from reader.onnx_span import OnnxSpanModel
+from reader.openvino_span import OpenVinoSpanModel
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -112,7 +113,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def predict_logits(
-    model: PreTrainedModel | OnnxSpanModel,
+    model: PreTrainedModel | OnnxSpanModel | OpenVinoSpanModel,
     features: Features,
     *,
     pad_id: int,
@@ -125,10 +126,10 @@ def predict_logits(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Start and end logits per window (unpadded, in the order of `features`).
 
-    `model` is a PyTorch span model or its ONNX Runtime export. `batch_size` (windows per
-    forward pass) defaults to what is fastest on the device. `pad_to` and
-    `sort_by_length=False` reproduce the reference recipes' padded, unsorted batches for
-    benchmarks.
+    `model` is a PyTorch span model or its ONNX Runtime or OpenVINO compilation.
+    `batch_size` (windows per forward pass) defaults to what is fastest on the device.
+    `pad_to` and `sort_by_length=False` reproduce the reference recipes' padded, unsorted
+    batches for benchmarks.
     """
     starts: list[np.ndarray] = [np.empty(0)] * len(features)
     ends: list[np.ndarray] = [np.empty(0)] * len(features)
@@ -136,6 +137,9 @@ def predict_logits(
         # Its runs are spread over the cores, a few windows each: full batches balance them.
         size, mapper = model.batch_size(len(features), batch_size), model.map
         overhead = None
+    elif isinstance(model, OpenVinoSpanModel):
+        size, mapper = batch_size or default_batch_size(torch.device("cpu")), map
+        overhead = CPU_BATCH_OVERHEAD
     else:
         device = device or next(model.parameters()).device
         size, mapper = batch_size or default_batch_size(device, dtype), map
@@ -163,10 +167,10 @@ def predict_logits(
 
 
 @contextlib.contextmanager
-def _inference(model: PreTrainedModel | OnnxSpanModel, device: torch.device | None,
-               dtype: torch.dtype | None):
+def _inference(model: PreTrainedModel | OnnxSpanModel | OpenVinoSpanModel,
+               device: torch.device | None, dtype: torch.dtype | None):
     """A batch -> (start, end) logits function, with the model in eval mode meanwhile."""
-    if isinstance(model, OnnxSpanModel):
+    if isinstance(model, OnnxSpanModel | OpenVinoSpanModel):
         yield model.logits
         return
     device = device or next(model.parameters()).device

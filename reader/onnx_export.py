@@ -60,16 +60,18 @@ def check_backend(backend: str, what: str) -> None:
                          f"got {backend!r}")
 
 
-def built_or_none(build: Callable[[], T], requested: str, activity: str) -> T | None:
+def built_or_none(build: Callable[[], T], requested: str, activity: str,
+                  engine: str = "ONNX Runtime") -> T | None:
     """`build()`; under `auto`, None when it fails (PyTorch then does the work), with a
-    warning. Any failure counts: ORT's own errors, an unwritable cache, an odd model."""
+    warning. Any failure counts: the engine's own errors, an unwritable cache, an odd
+    model."""
     try:
         return build()
     except Exception as error:
         if requested != "auto":
             raise
-        log.warning("ONNX Runtime cannot run this model (%s: %s); %s with PyTorch instead",
-                    type(error).__name__, error, activity)
+        log.warning("%s cannot run this model (%s: %s); %s with PyTorch instead",
+                    engine, type(error).__name__, error, activity)
         return None
 
 
@@ -201,7 +203,7 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
             # The tracer's notes on shape-dependent branches: the check below is the proof.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _positional(model, names, pick), tuple(sample[n] for n in names), str(raw),
+                positional(model, names, pick), tuple(sample[n] for n in names), str(raw),
                 input_names=names, output_names=outputs,
                 dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, *outputs]},
                 opset_version=17, dynamo=False)
@@ -280,7 +282,7 @@ def _as_tuple(value) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _positional(model, names: list[str], pick: Callable):
+def positional(model, names: list[str], pick: Callable):
     """Positional inputs in, the picked outputs out: what the ONNX exporter traces."""
     import torch
 

@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from reader.onnx_export import check_backend, export_cached, onnx_available, session
+from reader.onnx_export import export_cached, session
 
 OUTPUTS = ["start_logits", "end_logits"]
 T = TypeVar("T")
@@ -31,36 +31,12 @@ R = TypeVar("R")
 WINDOWS_PER_RUN = 4  # measured best on 2 cores for MiniLM at 256 tokens (2 to 8 are close)
 
 
-def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
-    """`auto`: PyTorch on a GPU, and on a CPU reading in anything but fp32 (bf16 where its
-    native bf16 units beat any fp32 kernel); else the fused fp32 ONNX graph on a CPU
-    (PyTorch's answers, faster). `dtype` is what PyTorch would read in (None: fp32); the
-    ONNX graphs read in fp32 or int8."""
-    check_backend(backend, "reader")
-    if backend == "auto":
-        fp32_cpu = device.type == "cpu" and dtype is None
-        return "onnx" if fp32_cpu and onnx_available() else "torch"
-    if backend != "torch" and device.type != "cpu":
-        raise ValueError(f"the {backend} backend runs on the CPU; use torch on {device}")
-    return backend
-
-
 class OnnxSpanModel:
     """Start and end logits of a question-answering model, from its cached ONNX export."""
 
     def __init__(self, model, tokenizer, *, quantize: bool, cache: Path | None = None,
                  threads: int | None = None):
-        # Segment ids whenever the model takes them: the reader always sends them, even for
-        # tokenizers that would not return them by default.
-        segments = "token_type_ids" in inspect.signature(model.forward).parameters
-        samples = [dict(tokenizer(questions, contexts, padding=True, return_tensors="pt",
-                                  return_token_type_ids=segments))
-                   for questions, contexts in (
-                       (["a question", "another, longer question?"],
-                        ["a short context", "a context with some more words in it"]),
-                       (["who?", "what is it", "and where, then?"],
-                        ["a context of other lengths", "x", "the third and last context"]))]
-        path = export_cached(model, samples, OUTPUTS,
+        path = export_cached(model, export_samples(model, tokenizer), OUTPUTS,
                              lambda out: (out.start_logits, out.end_logits),
                              quantize=quantize, per_channel=True, cache=cache)
         self.path = path
@@ -94,13 +70,33 @@ class OnnxSpanModel:
         return self._pool.map(read, items)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        feeds = {name: batch[name].numpy().astype(np.int64) for name in self.inputs
-                 if name in batch}
-        for name in set(batch) - set(self.inputs):
-            if batch[name].any():  # an input the graph would silently ignore
-                raise ValueError(f"the ONNX graph takes no {name}, but this batch has them")
-        if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
-            feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        feeds = graph_feeds(batch, self.inputs)
         runner = getattr(self._local, "session", None) or self._solo or self.session
         start, end = runner.run(OUTPUTS, feeds)
         return start, end
+
+
+def export_samples(model, tokenizer) -> list[dict[str, torch.Tensor]]:
+    """Two input batches of odd shapes, to trace a span model and check its export on.
+
+    Segment ids whenever the model takes them: the reader always sends them, even for
+    tokenizers that would not return them by default."""
+    segments = "token_type_ids" in inspect.signature(model.forward).parameters
+    return [dict(tokenizer(questions, contexts, padding=True, return_tensors="pt",
+                           return_token_type_ids=segments))
+            for questions, contexts in (
+                (["a question", "another, longer question?"],
+                 ["a short context", "a context with some more words in it"]),
+                (["who?", "what is it", "and where, then?"],
+                 ["a context of other lengths", "x", "the third and last context"]))]
+
+
+def graph_feeds(batch: dict[str, torch.Tensor], inputs: list[str]) -> dict[str, np.ndarray]:
+    """A collated batch as an exported graph's int64 inputs, by name."""
+    feeds = {name: batch[name].numpy().astype(np.int64) for name in inputs if name in batch}
+    for name in set(batch) - set(inputs):
+        if batch[name].any():  # an input the graph would silently ignore
+            raise ValueError(f"the exported graph takes no {name}, but this batch has them")
+    if "token_type_ids" in inputs and "token_type_ids" not in feeds:
+        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+    return feeds

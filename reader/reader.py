@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -12,12 +11,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from reader.backends import build_runner
 from reader.checkpoint import read_meta, resolve_checkpoint
 from reader.features import FeatureConfig, build_features
 from reader.inference import inference_dtype, pick_device, predict_logits
 from reader.models import load_qa_model, load_tokenizer
-from reader.onnx_export import built_or_none
-from reader.onnx_span import OnnxSpanModel, resolve_backend
 from reader.postprocess import Answer, Prediction, postprocess
 
 log = logging.getLogger(__name__)
@@ -28,13 +26,14 @@ class Reader:
 
     `null_threshold` is set for SQuAD 2.0 models: a span is returned only when its score
     beats its context's null ([CLS]) score by at least the threshold tuned on dev data.
-    `backend` "auto" reads with PyTorch on a GPU and, in bf16, on a CPU with native bf16
-    units (twice fp32's speed there); on other CPUs with the fused ONNX Runtime graph (the
-    same logits as PyTorch fp32 to 1e-3, faster). "onnx-int8" trades a little F1 for
-    more speed (bench/reader.py measures both), and its activations are quantised with one
-    scale per batch, so a question's scores move slightly with the others read beside it.
-    `runner` computes the logits; it is a snapshot of `model` taken here (and, for ONNX,
-    a second copy of the weights in memory; for bf16 on a CPU, a bf16 copy).
+    `backend` "auto" reads with PyTorch on a GPU and with OpenVINO on a CPU (in bf16
+    where the CPU has native bf16 units, twice fp32's speed there); without OpenVINO, with
+    the fused ONNX Runtime graph in fp32 and PyTorch in bf16 (reader/backends.py).
+    "onnx-int8" trades a little F1 for more speed (bench/reader.py measures each), and its
+    activations are quantised with one scale per batch, so a question's scores move
+    slightly with the others read beside it. `runner` computes the logits; it is a
+    snapshot of `model` taken here (for OpenVINO and ONNX, a second copy of the weights in
+    memory; for PyTorch in bf16 on a CPU, a bf16 copy).
     """
 
     def __init__(
@@ -52,7 +51,7 @@ class Reader:
         backend: str = "auto",
     ):
         if device is None and backend not in ("auto", "torch"):
-            device = "cpu"  # the ONNX backends run on the CPU, even where there is a GPU
+            device = "cpu"  # the compiled backends run on the CPU, even where there is a GPU
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.dtype = inference_dtype(self.device, precision)
@@ -61,7 +60,9 @@ class Reader:
                 raise ValueError(f"the {backend} backend reads in fp32 or int8, not "
                                  f"{precision}; use the torch backend for {precision}")
             self.dtype = None
-        self.backend, self.runner = _runner(model, tokenizer, backend, self.device, self.dtype)
+        if backend == "openvino" and self.dtype not in (None, torch.bfloat16):
+            raise ValueError(f"the openvino backend reads in fp32 or bf16, not {precision}")
+        self.backend, self.runner = build_runner(model, tokenizer, backend, self.device, self.dtype)
         self.tokenizer = tokenizer
         self.config = config or FeatureConfig()
         self.null_threshold = null_threshold
@@ -146,23 +147,6 @@ class Reader:
                 a.context_index = ci
             out[qi].append(prediction)
         return out
-
-
-def _runner(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, backend: str,
-            device: torch.device, dtype: torch.dtype | None,
-            ) -> tuple[str, PreTrainedModel | OnnxSpanModel]:
-    """(backend name, what computes the logits); `auto` falls back to PyTorch for a model
-    ONNX cannot export faithfully."""
-    name = resolve_backend(backend, device, dtype)
-    if name == "torch":
-        if device.type == "cpu" and dtype == torch.bfloat16:
-            # Weights stored in bf16: autocast would convert every matrix at every forward
-            # pass (a single question read 1.2x faster, dev F1 the same to 0.1).
-            return name, copy.deepcopy(model).to(torch.bfloat16)
-        return name, model
-    runner = built_or_none(
-        lambda: OnnxSpanModel(model, tokenizer, quantize=name == "onnx-int8"), backend, "reading")
-    return (name, runner) if runner is not None else ("torch", model)
 
 
 def _rank(answers: list[Answer], top_k: int) -> list[Answer]:

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from reader import Reader
+from reader.backends import resolve_backend
 from reader.features import FeatureConfig, build_features
 from reader.inference import predict_logits
-from reader.onnx_span import WINDOWS_PER_RUN, OnnxSpanModel, resolve_backend
+from reader.onnx_span import WINDOWS_PER_RUN, OnnxSpanModel
+from reader.openvino_span import OpenVinoSpanModel
 
 QUESTIONS = ["What is the capital of France?", "Which café is naïve?", "東京は何ですか?"]
 CONTEXTS = [
@@ -34,12 +36,22 @@ def spans(reader: Reader) -> list[list[tuple]]:
             for predictions in reader.predict(QUESTIONS, CONTEXTS)]
 
 
+@pytest.fixture(autouse=True)
+def without_openvino(monkeypatch):
+    """What `auto` picks where OpenVINO is not installed (tests/test_reader_openvino.py
+    covers it where it is)."""
+    monkeypatch.setattr("reader.backends.openvino_available", lambda: False)
+
+
 @pytest.fixture(scope="module")
 def readers(tiny_model_no_dropout):
     """PyTorch in fp32 beside the ONNX graphs, whatever this CPU's bf16 units."""
-    return {backend: Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu",
-                                            backend=backend, batch_size=2, precision="fp32")
-            for backend in ("torch", "onnx", "onnx-int8", "auto")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("reader.backends.openvino_available", lambda: False)
+        return {backend: Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG,
+                                                device="cpu", backend=backend, batch_size=2,
+                                                precision="fp32")
+                for backend in ("torch", "onnx", "onnx-int8", "auto")}
 
 
 def all_logits(reader: Reader) -> np.ndarray:
@@ -48,14 +60,14 @@ def all_logits(reader: Reader) -> np.ndarray:
     return np.concatenate(starts + ends)
 
 
-def test_auto_reads_fp32_with_fused_onnx_on_the_cpu(readers):
+def test_without_openvino_auto_reads_fp32_with_fused_onnx_on_the_cpu(readers):
     assert readers["auto"].backend == "onnx" and readers["auto"].dtype is None
     assert readers["torch"].backend == "torch" and readers["torch"].dtype is None
     assert isinstance(readers["auto"].runner, OnnxSpanModel)
 
 
 @pytest.mark.parametrize("bf16_units", [True, False])
-def test_auto_reads_in_bf16_with_pytorch_only_where_the_cpu_has_bf16_units(
+def test_without_openvino_auto_reads_bf16_with_pytorch_where_the_cpu_has_bf16_units(
         tiny_model_no_dropout, monkeypatch, bf16_units):
     monkeypatch.setattr("reader.inference.cpu_has_bf16", lambda: bf16_units)
     reader = Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu")
@@ -138,13 +150,17 @@ def test_the_export_cache_follows_the_weights_not_the_folder(tiny_model_no_dropo
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
-def test_segment_ids_are_exported_even_when_the_tokenizer_omits_them(readers):
+@pytest.mark.parametrize("compile_", [
+    lambda model, tokenizer: OnnxSpanModel(model, tokenizer, quantize=False),
+    lambda model, tokenizer: OpenVinoSpanModel(model, tokenizer, bf16=False)],
+    ids=["onnx", "openvino"])
+def test_segment_ids_are_exported_even_when_the_tokenizer_omits_them(readers, compile_):
     reader = readers["torch"]
     tokenizer = reader.tokenizer
     names = tokenizer.model_input_names
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
     try:
-        runner = OnnxSpanModel(reader.model, tokenizer, quantize=False)
+        runner = compile_(reader.model, tokenizer)
     finally:
         tokenizer.model_input_names = names
     assert "token_type_ids" in runner.inputs

@@ -1,0 +1,100 @@
+"""The reader's OpenVINO backend: PyTorch's answers in fp32, close ones in bf16, one infer
+request per thread, and PyTorch when a conversion cannot be trusted."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from test_reader_onnx import CONFIG, CONTEXTS, QUESTIONS  # the same odd texts
+
+from reader import Reader
+from reader.backends import resolve_backend
+from reader.features import build_features
+from reader.inference import predict_logits
+from reader.openvino_span import OpenVinoSpanModel
+
+pytest.importorskip("openvino")
+
+
+def load(model, **kwargs) -> Reader:
+    return Reader.from_pretrained(model, config=CONFIG, device="cpu", batch_size=2, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def readers(tiny_model_no_dropout):
+    return {name: load(tiny_model_no_dropout, backend=backend, precision=precision)
+            for name, (backend, precision) in {
+                "torch": ("torch", "fp32"), "openvino": ("openvino", "fp32"),
+                "openvino-bf16": ("openvino", "bf16")}.items()}
+
+
+def logits(runner, features) -> np.ndarray:
+    starts, ends = predict_logits(runner, features, pad_id=0, batch_size=3)
+    return np.concatenate(starts + ends)
+
+
+@pytest.fixture(scope="module")
+def features(readers):
+    questions = [q for q, ctxs in zip(QUESTIONS, CONTEXTS, strict=True) for _ in ctxs]
+    contexts = [c for ctxs in CONTEXTS for c in ctxs]
+    features = build_features(readers["torch"].tokenizer, questions, contexts, CONFIG)
+    assert len(features) >= 8 and len(set(features.lengths)) > 1  # padded batches too
+    return features
+
+
+def test_auto_reads_with_openvino_on_the_cpu_in_the_cpus_precision(tiny_model_no_dropout,
+                                                                   monkeypatch):
+    for bf16_units in (True, False):
+        monkeypatch.setattr("reader.inference.cpu_has_bf16", lambda b=bf16_units: b)
+        reader = load(tiny_model_no_dropout)
+        assert reader.backend == "openvino" and isinstance(reader.runner, OpenVinoSpanModel)
+        assert reader.runner.precision == ("bf16" if bf16_units else "f32")
+        assert reader.dtype == (torch.bfloat16 if bf16_units else None)
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        resolve_backend("openvino", torch.device("cuda"))
+    with pytest.raises(ValueError, match="reads in fp32 or bf16"):
+        load(tiny_model_no_dropout, backend="openvino", precision="fp16")
+
+
+def test_fp32_openvino_gives_pytorchs_logits_and_answers(readers, features):
+    np.testing.assert_allclose(logits(readers["openvino"].runner, features),
+                               logits(readers["torch"].runner, features), atol=1e-3)
+    for question, contexts in zip(QUESTIONS, CONTEXTS, strict=True):
+        expected = readers["torch"].answer(question, contexts, top_k=3)
+        got = readers["openvino"].answer(question, contexts, top_k=3)
+        assert [(a.text, a.start, a.context_index) for a in got] == [
+            (a.text, a.start, a.context_index) for a in expected]
+
+
+def test_bf16_openvino_stays_close_to_fp32(readers, features):
+    exact = logits(readers["torch"].runner, features)
+    close = logits(readers["openvino-bf16"].runner, features)
+    assert not np.array_equal(close, logits(readers["openvino"].runner, features))
+    assert np.abs(close - exact).max() < 0.02 * (np.ptp(exact) + 1e-6)
+
+
+def test_threads_reading_at_once_each_get_their_own_logits(readers, features):
+    runner = readers["openvino"].runner
+    subsets = [features.subset(list(range(i, len(features), 3))) for i in range(3)]
+    expected = [logits(runner, s) for s in subsets]
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda s: logits(runner, s), subsets))
+            for e, g in zip(expected, got, strict=True):
+                np.testing.assert_array_equal(g, e)
+
+
+def test_a_conversion_that_differs_from_pytorch_falls_back_or_fails(
+        tiny_model, monkeypatch, caplog):
+    monkeypatch.setattr("reader.openvino_span.MAX_ERROR", -1.0)  # no conversion can pass
+    with caplog.at_level(logging.WARNING):
+        reader = load(tiny_model)
+    assert reader.backend == "torch" and "OpenVINO cannot run this model" in caplog.text
+    assert reader.answer(QUESTIONS[0], CONTEXTS[0])  # and it still reads
+    with pytest.raises(RuntimeError, match="differs from PyTorch"):
+        load(tiny_model, backend="openvino")
