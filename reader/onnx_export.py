@@ -100,15 +100,19 @@ def export_cached(
     quantize: bool,
     per_channel: bool = False,
     cache: Path | None = None,
+    fuse: bool = True,
 ) -> Path:
     """The cached ONNX graph of `model` (made first if missing).
 
     `pick` maps the model's output to the tensors named by `outputs`. `samples` are input
     batches (of at least two texts of different lengths): the first is traced, and the
-    export must reproduce PyTorch on every one of them.
+    export must reproduce PyTorch on every one of them. `fuse=False` keeps the standard
+    ONNX operators (no ONNX Runtime contrib kernels), for other runtimes to read.
     """
     cache = cache or cache_root()
-    key = _cache_key(model, outputs, quantize, per_channel)
+    if quantize and not fuse:
+        raise ValueError("int8 weights are quantised on the fused graph")
+    key = _cache_key(model, outputs, quantize, per_channel, fuse)
     target, failed = cache / key, cache / f"{key}.failed"
     model_file = target / "model.onnx"
     with contextlib.suppress(OSError):
@@ -124,7 +128,8 @@ def export_cached(
     try:
         log.info("exporting %s to ONNX (once per model) in %s", type(model).__name__, target)
         try:
-            _export(model, list(samples), list(outputs), pick, work, quantize, per_channel)
+            _export(model, list(samples), list(outputs), pick, work, quantize, per_channel,
+                    fuse)
         except (OSError, MemoryError, ImportError):  # the machine's trouble: retry next time
             raise
         except Exception as error:
@@ -164,7 +169,8 @@ def _prune(cache: Path) -> None:
                     entry.unlink()
 
 
-def _cache_key(model, outputs: Sequence[str], quantize: bool, per_channel: bool) -> str:
+def _cache_key(model, outputs: Sequence[str], quantize: bool, per_channel: bool,
+               fuse: bool) -> str:
     import onnx
     import onnxruntime
     import torch
@@ -176,14 +182,15 @@ def _cache_key(model, outputs: Sequence[str], quantize: bool, per_channel: bool)
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    unfused = "" if fuse else " unfused"  # the fused graphs keep their earlier keys
     digest.update(f"{torch.__version__} {onnxruntime.__version__} {onnx.__version__} "
                   f"{list(outputs)} "
-                  f"q={quantize} pc={per_channel} v3".encode())
+                  f"q={quantize} pc={per_channel} v3{unfused}".encode())
     return digest.hexdigest()[:24]
 
 
 def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work: Path,
-            quantize: bool, per_channel: bool) -> None:
+            quantize: bool, per_channel: bool, fuse: bool) -> None:
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -203,7 +210,7 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
             # The tracer's notes on shape-dependent branches: the check below is the proof.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                positional(model, names, pick), tuple(sample[n] for n in names), str(raw),
+                _positional(model, names, pick), tuple(sample[n] for n in names), str(raw),
                 input_names=names, output_names=outputs,
                 dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, *outputs]},
                 opset_version=17, dynamo=False)
@@ -212,6 +219,11 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
     finally:
         model.set_attn_implementation(implementation)
         model.to(device).train(was_training)
+    feeds = [{n: s[n].numpy() for n in names} for s in samples]
+    if not fuse:
+        _check(raw, feeds, expected)
+        raw.rename(work / "model.onnx")
+        return
     config = model.config
     with _quiet_onnxruntime():
         fused = optimizer.optimize_model(str(raw), model_type="bert",
@@ -219,7 +231,7 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
                                          hidden_size=config.hidden_size)
         fused_file = work / "fused.onnx"
         fused.save_model_to_file(str(fused_file))
-    _check(fused_file, [{n: s[n].numpy() for n in names} for s in samples], expected)
+    _check(fused_file, feeds, expected)
     if quantize:
         with _quiet_onnxruntime():
             # Unsigned 8-bit weights: the signed kind saturates on AVX2's u8*s8 instruction.
@@ -282,7 +294,7 @@ def _as_tuple(value) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
-def positional(model, names: list[str], pick: Callable):
+def _positional(model, names: list[str], pick: Callable):
     """Positional inputs in, the picked outputs out: what the ONNX exporter traces."""
     import torch
 

@@ -98,3 +98,21 @@ def test_a_conversion_that_differs_from_pytorch_falls_back_or_fails(
     assert reader.answer(QUESTIONS[0], CONTEXTS[0])  # and it still reads
     with pytest.raises(RuntimeError, match="differs from PyTorch"):
         load(tiny_model, backend="openvino")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the converter's torch.jit.trace
+def test_building_a_reader_never_starts_openvinos_usage_telemetry(tiny_model, monkeypatch):
+    """OpenVINO's model converter reports usage to Intel unless the user opted out; SpanQA
+    hands the runtime a plain ONNX export instead, so nothing is reported."""
+    telemetry = pytest.importorskip("openvino_telemetry.main").Telemetry
+    calls = []
+    monkeypatch.setattr(telemetry, "init", lambda self, *a, **k: calls.append("init"))
+    monkeypatch.setattr(telemetry, "send_event", lambda self, *a, **k: calls.append("send"))
+    reader = load(tiny_model, backend="openvino")
+    assert reader.backend == "openvino" and reader.answer(QUESTIONS[0], CONTEXTS[0])
+    assert calls == []
+    # The recorder would have seen the converter (so the assertion above can fail).
+    import openvino as ov
+
+    ov.convert_model(torch.nn.Linear(2, 2), example_input=torch.ones(1, 2))
+    assert calls
