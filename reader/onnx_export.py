@@ -199,14 +199,11 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
     sample = samples[0]
     names = [n for n in INPUTS if n in sample]
     implementation = model.config._attn_implementation
-    was_training = model.training
-    device = next(model.parameters()).device
-    model.eval().to("cpu")
     # The eager attention graph is the pattern ONNX Runtime's optimizer fuses into one kernel.
     model.set_attn_implementation("eager")
     try:
         raw = work / "raw.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
+        with evaluated_on_cpu(model), warnings.catch_warnings():
             # The tracer's notes on shape-dependent branches: the check below is the proof.
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -218,7 +215,6 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
                         for s in samples]
     finally:
         model.set_attn_implementation(implementation)
-        model.to(device).train(was_training)
     feeds = [{n: s[n].numpy() for n in names} for s in samples]
     if not fuse:
         _check(raw, feeds, expected)
@@ -280,14 +276,37 @@ def _check(path: Path, feeds: list[dict[str, np.ndarray]],
     import onnxruntime as ort
 
     checker = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    error = 0.0
-    for batch, outputs in zip(feeds, expected, strict=True):
-        got = checker.run(None, {k: v.astype(np.int64) for k, v in batch.items()})
-        error = max(error, *(float(np.abs(g - e).max())
-                             for g, e in zip(got, outputs, strict=True)))
+    error = largest_difference(
+        lambda batch: checker.run(None, {k: v.astype(np.int64) for k, v in batch.items()}),
+        feeds, expected)
     if error > MAX_ERROR:
         raise RuntimeError(f"the ONNX export differs from PyTorch by {error:.2g}; "
                            "use the torch backend for this model")
+
+
+def largest_difference(run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]],
+                       feeds: list[dict[str, np.ndarray]],
+                       expected: list[list[np.ndarray]]) -> float:
+    """The largest absolute difference between `run`'s outputs and PyTorch's, over every
+    batch and output."""
+    return max(float(np.abs(got - want).max())
+               for feed, outputs in zip(feeds, expected, strict=True)
+               for got, want in zip(run(feed), outputs, strict=True))
+
+
+@contextlib.contextmanager
+def evaluated_on_cpu(model):
+    """The model in eval mode on the CPU without gradients, put back as it was after."""
+    import torch
+
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval().to("cpu")
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.to(device).train(was_training)
 
 
 def _as_tuple(value) -> tuple:

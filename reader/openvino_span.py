@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reader.onnx_export import MAX_ERROR, export_cached
+from reader.onnx_export import MAX_ERROR, evaluated_on_cpu, export_cached, largest_difference
 from reader.onnx_span import OUTPUTS, export_samples, graph_feeds
 
 
@@ -47,15 +47,9 @@ class OpenVinoSpanModel:
         core = ov.Core()
         graph = core.read_model(str(self.path))
         self.inputs = [port.get_any_name() for port in graph.inputs]
-        was_training = model.training
-        device = next(model.parameters()).device
-        model.eval().to("cpu")
-        try:
-            with torch.no_grad():
-                expected = [[t.numpy() for t in (out.start_logits, out.end_logits)]
-                            for out in (model(**s) for s in samples)]
-        finally:
-            model.to(device).train(was_training)
+        with evaluated_on_cpu(model):
+            expected = [[t.numpy() for t in (out.start_logits, out.end_logits)]
+                        for out in (model(**s) for s in samples)]
         threads = threads or torch.get_num_threads()
         _check(core.compile_model(graph, "CPU", _settings("f32", threads)),
                [graph_feeds(s, self.inputs) for s in samples], expected)
@@ -83,9 +77,7 @@ def _check(compiled, feeds: list[dict[str, np.ndarray]],
     """The graph must reproduce PyTorch in fp32 as OpenVINO computes it, before anything
     is read with it."""
     request = compiled.create_infer_request()
-    error = max(float(np.abs(got - want).max())
-                for feed, outputs in zip(feeds, expected, strict=True)
-                for got, want in zip(request.infer(feed).values(), outputs, strict=True))
+    error = largest_difference(lambda feed: list(request.infer(feed).values()), feeds, expected)
     if error > MAX_ERROR:
         raise RuntimeError(f"OpenVINO's reading differs from PyTorch by {error:.2g}; "
                            "use the torch backend for this model")
