@@ -11,7 +11,10 @@ Phase A, per retrieval depth (5, 10, 20): `--clients 1` (sequential) then 8 conc
 clients, each asking dev-v1.1 questions (POST /v1/ask) back to back for `--seconds`:
 questions/s, the ratio concurrent/sequential, p50/p95 latency, errors, and the CPU the server
 process (with its children) used, in cores and as a share of the machine's cores; the whole
-machine's CPU use is reported beside it (anything else running shows there). With
+machine's CPU use is reported beside it (anything else running shows there). The CPU
+ceiling is the ratio the concurrent clients would reach if the server had every core at
+its concurrent CPU cost per question (`cpu_ceiling`): the measured ratio's share of it is
+how close to the CPU limit the server came. With
 `--rounds N` the two phases alternate N times and medians are reported.
 
 Phase B (mixed): 8 clients ask for `--mixed-seconds` while a ninth uploads a small made-up
@@ -291,9 +294,26 @@ def phase_throughput(server: Server, questions: list[str], args) -> dict:
         summary = {name: median_run(rs) for name, rs in runs.items()}
         summary["ratio"] = (summary["concurrent"]["questions_per_s"]
                             / max(summary["sequential"]["questions_per_s"], 1e-9))
+        summary.update(cpu_ceiling(summary, os.cpu_count() or 1))
         summary["runs"] = runs
         out[str(depth)] = summary
     return out
+
+
+def cpu_ceiling(summary: dict, cores: int) -> dict:
+    """How close the concurrent clients came to what the CPU allows.
+
+    The server's CPU time per question under load (its cores busy / questions per second)
+    bounds the throughput: with every core of the machine its own, the server could answer
+    at most `cores / seconds per question`. Divided by the sequential rate that is the
+    highest ratio cross-request batching could show at that cost per question; the
+    measured ratio's share of it says how much of the CPU the clients left unused.
+    """
+    concurrent, sequential = summary["concurrent"], summary["sequential"]
+    per_question = concurrent["server_cores"] / max(concurrent["questions_per_s"], 1e-9)
+    ceiling = cores / max(per_question, 1e-9) / max(sequential["questions_per_s"], 1e-9)
+    return {"cpu_seconds_per_question": per_question, "ceiling_ratio": ceiling,
+            "share_of_ceiling": summary["ratio"] / ceiling}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -472,11 +492,14 @@ def table(results: dict) -> str:
         for name in ("sequential", "concurrent"):
             r = s[name]
             ratio = f"{s['ratio']:5.2f}x" if name == "concurrent" else "      "
+            ceiling = (f"  ceiling {s['ceiling_ratio']:.2f}x ({100 * s['share_of_ceiling']:.0f}%"
+                       f" of it), {1000 * s['cpu_seconds_per_question']:.0f} CPU ms/question"
+                       if name == "concurrent" and "ceiling_ratio" in s else "")
             rows.append(f"{depth:>5}  {r['clients']:7d}  {r['questions_per_s']:6.2f}  {ratio}"
                         f" {r['p50_ms']:8.0f} {r['p95_ms']:8.0f}  {r['errors']:6d}  "
                         f"{r['mean_reader_batch'] or 0:5.1f}  "
                         f"{r['server_cores']:5.2f} ({r['server_share']:5.1f}%)"
-                        f"          {r['machine_share']:5.1f}")
+                        f"          {r['machine_share']:5.1f}{ceiling}")
     if "mixed" in results:
         m = results["mixed"]
         a = m["asks"]
@@ -516,6 +539,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0: a free port")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--output", default="http.json",
+                        help="file name of the results, in --results")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = parser.parse_args()
     args.depth_list = [int(d) for d in args.depths.split(",")]
@@ -559,7 +584,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(table(results))
-    out = Path(args.results) / "http.json"
+    out = Path(args.results) / args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out}" + (f"; work folder {work}" if args.keep else ""))

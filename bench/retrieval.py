@@ -116,26 +116,30 @@ def tune_fusion(retriever: Retriever, passages: list[dict], train_file: Path) ->
                                                                 **settings}}
 
 
-def embedding_speed(texts: list[str], backend: str, rounds: int = 3) -> dict:
+def embedding_speed(texts: list[str], backends: list[str], rounds: int = 3) -> dict:
     """Passages/s of plain `SentenceTransformer.encode` (its defaults) and of SpanQA's
-    embedder on the same texts, the two taking turns in each round; medians."""
+    embedder in each backend on the same texts, all taking turns in each round; medians."""
     from sentence_transformers import SentenceTransformer
 
     from indexer.embedding import resolve_embedder
 
     plain = SentenceTransformer(resolve_embedder("minilm"), device="cpu")
-    ours = Embedder("minilm", backend=backend)
-    runs: dict[str, list[float]] = {"sentence_transformers": [], ours.backend: []}
+    encoders = {"sentence_transformers": lambda: plain.encode(texts, normalize_embeddings=True)}
+    for backend in backends:
+        ours = Embedder("minilm", backend=backend)
+        encoders[ours.backend] = lambda ours=ours: ours.encode(texts)
+    runs: dict[str, list[float]] = {name: [] for name in encoders}
     for _ in range(rounds):
-        for name, encode in (("sentence_transformers",
-                              lambda: plain.encode(texts, normalize_embeddings=True)),
-                             (ours.backend, lambda: ours.encode(texts))):
+        for name, encode in encoders.items():
             began = time.perf_counter()
             encode()
             runs[name].append(len(texts) / (time.perf_counter() - began))
     medians = {name: statistics.median(values) for name, values in runs.items()}
+    ours = list(encoders)[1]
     return {"passages": len(texts), "rounds": rounds, "passages_per_s": medians,
-            "runs": runs, "ratio": medians[ours.backend] / medians["sentence_transformers"]}
+            "runs": runs, "ratio": medians[ours] / medians["sentence_transformers"],
+            "ratios": {name: medians[name] / medians["sentence_transformers"]
+                       for name in list(encoders)[1:]}}
 
 
 def percentiles(times: list[float]) -> dict:
@@ -179,7 +183,7 @@ def main() -> None:
     parser.add_argument("--index", help="reuse (or keep) the index in this directory")
     parser.add_argument("--results", default=str(REPO / "bench" / "results"))
     parser.add_argument("--backend", default="auto",
-                        help="embedding backend of the index (auto: int8 ONNX on a CPU)")
+                        help="embedding backend of the index (auto: OpenVINO on a CPU)")
     parser.add_argument("--tune", action="store_true",
                         help="tune both fusions on the train questions")
     parser.add_argument("--compare-torch", action="store_true",
@@ -190,6 +194,10 @@ def main() -> None:
                              "no sentence units) and compare recall: what sentence units add")
     parser.add_argument("--speed-passages", type=int, default=400,
                         help="passages in the side-by-side embedding speed test (0: skip)")
+    parser.add_argument("--speed-backends", default="",
+                        help="comma-separated embedding backends timed beside the index's own")
+    parser.add_argument("--output", default="retrieval.json",
+                        help="file name of the results, in --results")
     args = parser.parse_args()
 
     index = Path(args.index or tempfile.mkdtemp(prefix="spanqa-bench-"))
@@ -236,8 +244,10 @@ def main() -> None:
     if args.speed_passages:
         step = max(1, len(passages) // args.speed_passages)
         texts = [searchable_text(p["title"], p["text"]) for p in passages[::step]]
-        results["embedding_speed"] = embedding_speed(texts[: args.speed_passages],
-                                                     retriever.embedder_backend)
+        others = [b for b in args.speed_backends.split(",") if b]
+        results["embedding_speed"] = embedding_speed(
+            texts[: args.speed_passages],
+            [retriever.embedder_backend, *(b for b in others if b != retriever.embedder_backend)])
         print("embedding_speed", json.dumps(results["embedding_speed"]), flush=True)
 
     baseline = BM25Okapi([p["text"].lower().split() for p in passages])
@@ -268,9 +278,10 @@ def main() -> None:
     if "embedding_speed" in results:
         e = results["embedding_speed"]
         rows.append("embedding passages/s: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in e["passages_per_s"].items()) + f" ({e['ratio']:.2f}x)")
+            f"{k} {v:.1f}" for k, v in e["passages_per_s"].items()) + " (" + ", ".join(
+            f"{k} {v:.2f}x" for k, v in e["ratios"].items()) + ")")
     print("\n".join(rows))
-    out = Path(args.results) / "retrieval.json"
+    out = Path(args.results) / args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out}; index in {index}")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from indexer.embedding import EMBEDDER_BACKENDS
 from reader.paths import default_index
 
 
@@ -29,9 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="also embed each passage's sentences in groups of about this many "
                        "words; a passage scores its best group (0: one vector per passage)")
     build.add_argument("--embedder-backend", default="auto",
-                       choices=("auto", "torch", "onnx", "onnx-int8"),
-                       help="auto: ONNX Runtime with int8 weights on a CPU (faster), "
-                            "PyTorch on a GPU")
+                       choices=("auto", *EMBEDDER_BACKENDS),
+                       help="auto: on a CPU OpenVINO (bf16 where the CPU has bf16 units; "
+                            "else ONNX Runtime with int8 weights), PyTorch on a GPU")
     build.add_argument("--max-file-mb", type=float, default=50.0)
     build.set_defaults(func=_run_update, rebuild=True)
 

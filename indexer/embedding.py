@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 DEFAULT_EMBEDDER = "minilm"  # the pretrained all-MiniLM-L6-v2 shipped on PyPI: builds offline
+EMBEDDER_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 
 
 def resolve_embedder(name: str) -> str:
@@ -19,20 +20,27 @@ def resolve_embedder(name: str) -> str:
 
 
 def resolve_backend(backend: str, device: str | None = None) -> str:
-    """`auto`: ONNX Runtime with int8 weights on a CPU (faster there), PyTorch on a GPU."""
-    from reader.onnx_export import check_backend, onnx_available
+    """`auto`: PyTorch on a GPU; on a CPU OpenVINO where it is installed (in bf16 where the
+    CPU has bf16 units), else ONNX Runtime with int8 weights."""
+    from reader.onnx_export import onnx_available
+    from reader.openvino_runtime import openvino_available
 
-    check_backend(backend, "embedding")
+    if backend != "auto" and backend not in EMBEDDER_BACKENDS:
+        raise ValueError(f"embedding backend must be auto or one of "
+                         f"{', '.join(EMBEDDER_BACKENDS)}, got {backend!r}")
     if backend == "auto":
         import torch
 
         on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
-        return "torch" if on_gpu or not onnx_available() else "onnx-int8"
+        if on_gpu or not onnx_available():
+            return "torch"
+        return "openvino" if openvino_available() else "onnx-int8"
     return backend
 
 
 class Embedder:
-    """A sentence-transformers model: PyTorch (on the GPU when there is one) or ONNX Runtime.
+    """A sentence-transformers model: PyTorch (on the GPU when there is one), ONNX Runtime or
+    OpenVINO.
 
     The backend is part of an index's identity: passages and questions must be embedded by
     the same one, so the index records it and the retriever asks for it.
@@ -53,10 +61,14 @@ class Embedder:
         self._onnx = None
         if self.backend != "torch":
             from indexer.onnx_encoder import OnnxSentenceEncoder
+            from reader.inference import cpu_has_bf16
             from reader.onnx_export import built_or_none
 
+            openvino = self.backend == "openvino"
             self._onnx = built_or_none(lambda: OnnxSentenceEncoder(
-                self.model, quantize=self.backend == "onnx-int8"), backend, "embedding")
+                self.model, quantize=self.backend == "onnx-int8", openvino=openvino,
+                bf16=openvino and cpu_has_bf16()), backend, "embedding",
+                engine="OpenVINO" if openvino else "ONNX Runtime")
             if self._onnx is None:
                 self.backend = "torch"
                 if device:
@@ -76,9 +88,10 @@ class Embedder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Like `encode`, but a question's vector never depends on the questions embedded
-        with it: int8 ONNX quantises activations with one scale per batch, so there each
-        question is embedded alone (questions are short: this costs little)."""
-        if self.backend != "onnx-int8" or len(texts) < 2:
+        with it: int8 ONNX quantises activations with one scale per batch, and OpenVINO's
+        bf16 sums move with the padding, so there each question is embedded alone
+        (questions are short: this costs little)."""
+        if self.backend not in ("onnx-int8", "openvino") or len(texts) < 2:
             return self.encode(texts)
         return np.concatenate([self.encode([text]) for text in texts])
 

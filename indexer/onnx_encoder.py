@@ -1,9 +1,11 @@
-"""A sentence-transformers model run by ONNX Runtime, optionally with int8 weights.
+"""A sentence-transformers model run from its ONNX export, by ONNX Runtime or OpenVINO.
 
-Why: on a CPU, embedding is most of an index build. The fused (and int8) graph embeds
-passages about 1.5x faster than PyTorch on 2 cores (bench/retrieval.py measures it against
-`SentenceTransformer.encode`, with the recall kept). The export itself, its checks and its
-cache live in reader/onnx_export.py, shared with the reader.
+Why: on a CPU, embedding is most of an index build. ONNX Runtime's fused (and int8) graph
+embeds passages about 1.5x faster than PyTorch on 2 cores; OpenVINO in bf16, on CPUs with
+bf16 units, faster still and closer to fp32 than int8 (bench/retrieval.py measures them
+against `SentenceTransformer.encode`, with the recall kept). The export itself, its checks
+and its cache live in reader/onnx_export.py and reader/openvino_runtime.py, shared with
+the reader.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from reader.onnx_export import BACKENDS, cache_root, export_cached, onnx_available, session
+from reader.onnx_export import (
+    BACKENDS,
+    cache_root,
+    evaluated_on_cpu,
+    export_cached,
+    graph_feeds,
+    onnx_available,
+    session,
+)
 
 __all__ = ["BACKENDS", "OnnxSentenceEncoder", "cache_root", "onnx_available"]
 
@@ -27,8 +37,13 @@ class OnnxSentenceEncoder:
     pooling; anything else is refused with a clear message (use the torch backend).
     """
 
-    def __init__(self, st_model, *, quantize: bool, cache: Path | None = None,
-                 batch_size: int = 32, threads: int | None = None):
+    def __init__(self, st_model, *, quantize: bool = False, openvino: bool = False,
+                 bf16: bool = False, cache: Path | None = None, batch_size: int = 32,
+                 threads: int | None = None):
+        """ONNX Runtime (fp32, or int8 weights with `quantize`), or with `openvino` OpenVINO
+        (fp32, or bf16 with `bf16`)."""
+        if quantize and openvino:
+            raise ValueError("OpenVINO runs the fp32 export (in bf16 with bf16=True), not int8")
         self.pooling = _pooling_mode(st_model)
         self.tokenizer = st_model.tokenizer
         self.max_length = int(st_model.max_seq_length)
@@ -36,11 +51,24 @@ class OnnxSentenceEncoder:
         samples = [dict(self.tokenizer(texts, padding=True, return_tensors="pt")) for texts in (
             ["a short text", "a somewhat longer text, with padding"],
             ["three texts", "of other lengths than the first batch", "x"])]
-        path = export_cached(_transformer(st_model), samples, ["last_hidden_state"],
+        transformer = _transformer(st_model)
+        path = export_cached(transformer, samples, ["last_hidden_state"],
                              lambda out: out.last_hidden_state, quantize=quantize,
-                             cache=cache or cache_root())
-        self.session = session(path, threads)
-        self.inputs = [i.name for i in self.session.get_inputs()]
+                             fuse=not openvino, cache=cache or cache_root())
+        if openvino:
+            import torch
+
+            from reader.openvino_runtime import OpenVinoGraph
+
+            with evaluated_on_cpu(transformer):
+                expected = [[transformer(**s).last_hidden_state.numpy()] for s in samples]
+            graph = OpenVinoGraph(path, samples, expected, bf16=bf16,
+                                  threads=threads or torch.get_num_threads())
+            self.inputs, self._hidden = graph.input_names, lambda feeds: graph.infer(feeds)[0]
+        else:
+            ort = session(path, threads)
+            self.inputs = [i.name for i in ort.get_inputs()]
+            self._hidden = lambda feeds: ort.run(None, feeds)[0]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 rows; batches of similar length so padding costs little."""
@@ -52,11 +80,7 @@ class OnnxSentenceEncoder:
             rows = order[i:i + self.batch_size]
             batch = self.tokenizer([texts[j] for j in rows], padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="np")
-            feeds = {name: batch[name].astype(np.int64) for name in self.inputs
-                     if name in batch}
-            if "token_type_ids" in self.inputs and "token_type_ids" not in feeds:
-                feeds["token_type_ids"] = np.zeros_like(batch["input_ids"], dtype=np.int64)
-            hidden = self.session.run(None, feeds)[0]
+            hidden = self._hidden(graph_feeds(batch, self.inputs))
             vectors = _pool(hidden, batch["attention_mask"], self.pooling)
             if out is None:
                 out = np.zeros((len(texts), vectors.shape[1]), np.float32)

@@ -14,7 +14,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from reader.onnx_export import BACKENDS, built_or_none, onnx_available
 from reader.onnx_span import OnnxSpanModel
-from reader.openvino_span import OpenVinoSpanModel, openvino_available
+from reader.openvino_runtime import openvino_available
+from reader.openvino_span import OpenVinoSpanModel
 
 READER_BACKENDS = (*BACKENDS, "openvino")
 Runner = PreTrainedModel | OnnxSpanModel | OpenVinoSpanModel

@@ -54,12 +54,6 @@ def onnx_available() -> bool:
     return True
 
 
-def check_backend(backend: str, what: str) -> None:
-    if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"{what} backend must be auto or one of {', '.join(BACKENDS)}, "
-                         f"got {backend!r}")
-
-
 def built_or_none(build: Callable[[], T], requested: str, activity: str,
                   engine: str = "ONNX Runtime") -> T | None:
     """`build()`; under `auto`, None when it fails (PyTorch then does the work), with a
@@ -292,6 +286,17 @@ def largest_difference(run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarra
     return max(float(np.abs(got - want).max())
                for feed, outputs in zip(feeds, expected, strict=True)
                for got, want in zip(run(feed), outputs, strict=True))
+
+
+def graph_feeds(batch: dict, inputs: list[str]) -> dict[str, np.ndarray]:
+    """A batch (tensors or arrays, by name) as an exported graph's int64 inputs."""
+    feeds = {name: np.asarray(batch[name]).astype(np.int64) for name in inputs if name in batch}
+    for name in set(batch) - set(inputs):
+        if batch[name].any():  # an input the graph would silently ignore
+            raise ValueError(f"the exported graph takes no {name}, but this batch has them")
+    if "token_type_ids" in inputs and "token_type_ids" not in feeds:
+        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+    return feeds
 
 
 @contextlib.contextmanager

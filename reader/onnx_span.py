@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from reader.onnx_export import export_cached, session
+from reader.onnx_export import export_cached, graph_feeds, session
 
 OUTPUTS = ["start_logits", "end_logits"]
 T = TypeVar("T")
@@ -89,14 +89,3 @@ def export_samples(model, tokenizer) -> list[dict[str, torch.Tensor]]:
                  ["a short context", "a context with some more words in it"]),
                 (["who?", "what is it", "and where, then?"],
                  ["a context of other lengths", "x", "the third and last context"]))]
-
-
-def graph_feeds(batch: dict[str, torch.Tensor], inputs: list[str]) -> dict[str, np.ndarray]:
-    """A collated batch as an exported graph's int64 inputs, by name."""
-    feeds = {name: batch[name].numpy().astype(np.int64) for name in inputs if name in batch}
-    for name in set(batch) - set(inputs):
-        if batch[name].any():  # an input the graph would silently ignore
-            raise ValueError(f"the exported graph takes no {name}, but this batch has them")
-    if "token_type_ids" in inputs and "token_type_ids" not in feeds:
-        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-    return feeds

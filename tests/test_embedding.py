@@ -1,4 +1,5 @@
-"""The ONNX Runtime embedding backend: same vectors as PyTorch, cached exports, clear refusals.
+"""The ONNX Runtime and OpenVINO embedding backends: PyTorch's vectors (close ones in int8
+and bf16), cached exports, clear refusals.
 
 A tiny randomly initialised BERT keeps exports to seconds; the real MiniLM in int8 is what
 the index tests (and bench/retrieval.py for recall and speed) run on.
@@ -17,6 +18,9 @@ except ImportError:
 
 from indexer.embedding import Embedder, resolve_backend
 from indexer.onnx_encoder import OnnxSentenceEncoder
+from reader.openvino_runtime import openvino_available
+
+needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino not installed")
 
 TEXTS = [
     "Tokyo is the capital of Japan.",
@@ -105,29 +109,81 @@ def test_auto_falls_back_to_pytorch_for_models_onnx_cannot_run(tiny_encoder_dir,
         Embedder(str(path), backend="onnx-int8")
 
 
-def test_auto_backend_is_int8_onnx_on_cpu():
+def test_auto_backend_on_cpu_is_openvino_else_int8_onnx(monkeypatch):
+    assert resolve_backend("auto", "cpu") == ("openvino" if openvino_available() else "onnx-int8")
+    monkeypatch.setattr("reader.openvino_runtime.openvino_available", lambda: False)
     assert resolve_backend("auto", "cpu") == "onnx-int8"
     assert resolve_backend("auto", "cuda") == "torch"
 
 
-def test_real_minilm_int8_keeps_what_is_close():
-    """The offline MiniLM in int8: same nearest passage as PyTorch for each question."""
+@needs_openvino
+def test_openvino_gives_pytorchs_vectors_in_fp32_and_close_ones_in_bf16(tiny_encoder_dir,
+                                                                          tmp_path):
+    st = tiny_st(tiny_encoder_dir)
+    expected = torch_vectors(st)
+    exact = OnnxSentenceEncoder(st, openvino=True, cache=tmp_path, batch_size=8).encode(TEXTS)
+    assert exact.shape == expected.shape and exact.dtype == np.float32
+    assert np.abs(exact - expected).max() < 1e-4  # row order survives the length sorting
+    close = OnnxSentenceEncoder(st, openvino=True, bf16=True, cache=tmp_path).encode(TEXTS)
+    assert not np.array_equal(close, exact)
+    assert (close * expected).sum(1).min() > 0.99
+    with pytest.raises(ValueError, match="not int8"):
+        OnnxSentenceEncoder(st, openvino=True, quantize=True, cache=tmp_path)
+
+
+@needs_openvino
+def test_openvino_encodes_from_several_threads_at_once(tiny_encoder_dir, tmp_path):
+    """Upload jobs embed passages while requests embed questions: each thread needs its own
+    infer request, or one thread's inputs would be read with another's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = OnnxSentenceEncoder(tiny_st(tiny_encoder_dir), openvino=True, cache=tmp_path,
+                                  batch_size=4)
+    alone = [encoder.encode(TEXTS[i::3]) for i in range(3)]
+    for _ in range(3):
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(lambda i: encoder.encode(TEXTS[i::3]), range(3)))
+        for a, b in zip(alone, together, strict=True):
+            assert np.array_equal(a, b)
+
+
+@needs_openvino
+def test_openvino_that_cannot_reproduce_pytorch_falls_back_under_auto(
+        tiny_encoder_dir, tmp_path, monkeypatch):
+    path = tmp_path / "model"
+    tiny_st(tiny_encoder_dir).save(str(path))
+    monkeypatch.setattr("reader.openvino_runtime.MAX_ERROR", -1.0)  # no graph can pass
+    embedder = Embedder(str(path), backend="auto")
+    assert embedder.backend == "torch"
+    assert embedder.encode(["some text"]).shape == (1, 32)
+    with pytest.raises(RuntimeError, match="differs from PyTorch"):
+        Embedder(str(path), backend="openvino")
+
+
+@pytest.mark.parametrize("backend, cosine", [
+    ("onnx-int8", 0.9),
+    pytest.param("openvino", 0.995, marks=needs_openvino)])
+def test_real_minilm_keeps_what_is_close(backend, cosine):
+    """The offline MiniLM in int8 or OpenVINO's precision: close to PyTorch's vectors, and
+    the same nearest passage for each question."""
     passages = ["Tokyo is the capital of Japan.", "The Nile flows into the Mediterranean.",
                 "K2 is the second highest mountain.", "Photosynthesis makes sugar from light."]
     questions = ["What is Japan's capital?", "Where does the Nile end?",
                  "Which mountain is second highest?", "How do plants make sugar?"]
-    fast, exact = Embedder("minilm", backend="onnx-int8"), Embedder("minilm", backend="torch")
-    assert fast.backend == "onnx-int8" and exact.backend == "torch"
+    fast, exact = Embedder("minilm", backend=backend), Embedder("minilm", backend="torch")
+    assert fast.backend == backend and exact.backend == "torch"
     p_fast, p_exact = fast.encode(passages), exact.encode(passages)
-    assert ((p_fast * p_exact).sum(1) > 0.9).all()
+    assert ((p_fast * p_exact).sum(1) > cosine).all()
     best = (fast.encode(questions) @ p_fast.T).argmax(1)
     assert best.tolist() == [0, 1, 2, 3]
 
 
-def test_int8_question_vectors_do_not_depend_on_their_batch():
-    """int8 activations share one scale per batch: questions are embedded alone, so a
-    question retrieves the same passages whoever else asks at the same moment."""
-    embedder = Embedder("minilm", backend="onnx-int8")
+@pytest.mark.parametrize("backend", ["onnx-int8", pytest.param("openvino", marks=needs_openvino)])
+def test_question_vectors_do_not_depend_on_their_batch(backend):
+    """int8 activations share one scale per batch, and bf16 sums move with the padding:
+    questions are embedded alone, so a question retrieves the same passages whoever else
+    asks at the same moment."""
+    embedder = Embedder("minilm", backend=backend)
     questions = ["Where is Tokyo?", "A much longer question about the rivers of Europe?", "K2?"]
     together = embedder.encode_queries(questions)
     for i, question in enumerate(questions):

@@ -91,7 +91,7 @@ def test_threads_reading_at_once_each_get_their_own_logits(readers, features):
 
 def test_a_conversion_that_differs_from_pytorch_falls_back_or_fails(
         tiny_model, monkeypatch, caplog):
-    monkeypatch.setattr("reader.openvino_span.MAX_ERROR", -1.0)  # no conversion can pass
+    monkeypatch.setattr("reader.openvino_runtime.MAX_ERROR", -1.0)  # no conversion can pass
     with caplog.at_level(logging.WARNING):
         reader = load(tiny_model)
     assert reader.backend == "torch" and "OpenVINO cannot run this model" in caplog.text
