@@ -13,8 +13,8 @@ questions/s, the ratio concurrent/sequential, p50/p95 latency, errors, and the C
 process (with its children) used, in cores and as a share of the machine's cores; the whole
 machine's CPU use is reported beside it (anything else running shows there). The CPU
 ceiling is the ratio the concurrent clients would reach if the server had every core at
-its concurrent CPU cost per question (`cpu_ceiling`): the measured ratio's share of it is
-how close to the CPU limit the server came. With
+its concurrent CPU cost per question (`cpu_ceiling`); the measured ratio over it is the
+server's CPU share. With
 `--rounds N` the two phases alternate N times and medians are reported.
 
 Phase B (mixed): 8 clients ask for `--mixed-seconds` while a ninth uploads a small made-up
@@ -301,19 +301,18 @@ def phase_throughput(server: Server, questions: list[str], args) -> dict:
 
 
 def cpu_ceiling(summary: dict, cores: int) -> dict:
-    """How close the concurrent clients came to what the CPU allows.
+    """The highest ratio cross-request batching could show at the measured cost.
 
     The server's CPU time per question under load (its cores busy / questions per second)
-    bounds the throughput: with every core of the machine its own, the server could answer
-    at most `cores / seconds per question`. Divided by the sequential rate that is the
-    highest ratio cross-request batching could show at that cost per question; the
-    measured ratio's share of it says how much of the CPU the clients left unused.
+    bounds the throughput: with every core of the machine its own (the clients run on the
+    same machine, so it never quite has them), it could answer at most `cores / seconds
+    per question`. Divided by the sequential rate, that is the ratio the concurrent
+    clients could reach; the measured ratio over it is the server's share of the CPU.
     """
     concurrent, sequential = summary["concurrent"], summary["sequential"]
     per_question = concurrent["server_cores"] / max(concurrent["questions_per_s"], 1e-9)
     ceiling = cores / max(per_question, 1e-9) / max(sequential["questions_per_s"], 1e-9)
-    return {"cpu_seconds_per_question": per_question, "ceiling_ratio": ceiling,
-            "share_of_ceiling": summary["ratio"] / ceiling}
+    return {"cpu_seconds_per_question": per_question, "ceiling_ratio": ceiling}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -492,8 +491,8 @@ def table(results: dict) -> str:
         for name in ("sequential", "concurrent"):
             r = s[name]
             ratio = f"{s['ratio']:5.2f}x" if name == "concurrent" else "      "
-            ceiling = (f"  ceiling {s['ceiling_ratio']:.2f}x ({100 * s['share_of_ceiling']:.0f}%"
-                       f" of it), {1000 * s['cpu_seconds_per_question']:.0f} CPU ms/question"
+            ceiling = (f"  CPU ceiling {s['ceiling_ratio']:.2f}x, "
+                       f"{1000 * s['cpu_seconds_per_question']:.0f} CPU ms/question"
                        if name == "concurrent" and "ceiling_ratio" in s else "")
             rows.append(f"{depth:>5}  {r['clients']:7d}  {r['questions_per_s']:6.2f}  {ratio}"
                         f" {r['p50_ms']:8.0f} {r['p95_ms']:8.0f}  {r['errors']:6d}  "

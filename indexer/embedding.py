@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reader.onnx_export import BACKENDS
+
 DEFAULT_EMBEDDER = "minilm"  # the pretrained all-MiniLM-L6-v2 shipped on PyPI: builds offline
-EMBEDDER_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+EMBEDDER_BACKENDS = (*BACKENDS, "openvino")
 
 
 def resolve_embedder(name: str) -> str:
@@ -60,19 +62,27 @@ class Embedder:
         self.dim = int(dim())
         self._onnx = None
         if self.backend != "torch":
-            from indexer.onnx_encoder import OnnxSentenceEncoder
-            from reader.inference import cpu_has_bf16
-            from reader.onnx_export import built_or_none
-
-            openvino = self.backend == "openvino"
-            self._onnx = built_or_none(lambda: OnnxSentenceEncoder(
-                self.model, quantize=self.backend == "onnx-int8", openvino=openvino,
-                bf16=openvino and cpu_has_bf16()), backend, "embedding",
-                engine="OpenVINO" if openvino else "ONNX Runtime")
+            self._onnx = self._compiled(backend)
+            if self._onnx is None and self.backend == "openvino":  # auto: the next fastest
+                self.backend = "onnx-int8"
+                self._onnx = self._compiled(backend)
             if self._onnx is None:
                 self.backend = "torch"
                 if device:
                     self.model.to(device)
+
+    def _compiled(self, requested: str):
+        """The exported encoder for `self.backend`; under `auto`, None if it cannot be
+        trusted (built_or_none warns)."""
+        from indexer.onnx_encoder import OnnxSentenceEncoder
+        from reader.inference import cpu_has_bf16
+        from reader.onnx_export import built_or_none
+
+        openvino = self.backend == "openvino"
+        return built_or_none(lambda: OnnxSentenceEncoder(
+            self.model, quantize=self.backend == "onnx-int8", openvino=openvino,
+            bf16=openvino and cpu_has_bf16()), requested, "embedding",
+            engine="OpenVINO" if openvino else "ONNX Runtime")
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """float32 rows of unit length, one per text."""
@@ -89,8 +99,8 @@ class Embedder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Like `encode`, but a question's vector never depends on the questions embedded
         with it: int8 ONNX quantises activations with one scale per batch, and OpenVINO's
-        bf16 sums move with the padding, so there each question is embedded alone
-        (questions are short: this costs little)."""
+        sums (in bf16 above all) move with the padding, so there each question is embedded
+        alone (questions are short: this costs little)."""
         if self.backend not in ("onnx-int8", "openvino") or len(texts) < 2:
             return self.encode(texts)
         return np.concatenate([self.encode([text]) for text in texts])

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from reader.onnx_export import (
-    BACKENDS,
     cache_root,
     evaluated_on_cpu,
     export_cached,
@@ -25,7 +24,7 @@ from reader.onnx_export import (
     session,
 )
 
-__all__ = ["BACKENDS", "OnnxSentenceEncoder", "cache_root", "onnx_available"]
+__all__ = ["OnnxSentenceEncoder", "cache_root", "onnx_available"]
 
 POOLING = ("mean", "cls")
 
@@ -62,13 +61,22 @@ class OnnxSentenceEncoder:
 
             with evaluated_on_cpu(transformer):
                 expected = [[transformer(**s).last_hidden_state.numpy()] for s in samples]
-            graph = OpenVinoGraph(path, samples, expected, bf16=bf16,
-                                  threads=threads or torch.get_num_threads())
-            self.inputs, self._hidden = graph.input_names, lambda feeds: graph.infer(feeds)[0]
+            self.graph = OpenVinoGraph(path, samples, expected, bf16=bf16,
+                                       threads=threads or torch.get_num_threads(),
+                                       max_length=getattr(transformer.config,
+                                                          "max_position_embeddings", None))
+            self.inputs = self.graph.input_names
         else:
-            ort = session(path, threads)
-            self.inputs = [i.name for i in ort.get_inputs()]
-            self._hidden = lambda feeds: ort.run(None, feeds)[0]
+            self.session = session(path, threads)
+            self.inputs = [i.name for i in self.session.get_inputs()]
+
+    graph = session = None  # the engine that runs the export: one of the two
+
+    def hidden(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The transformer's last hidden states for a batch of graph inputs."""
+        if self.graph is not None:
+            return self.graph.infer(feeds)[0]
+        return self.session.run(None, feeds)[0]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 rows; batches of similar length so padding costs little."""
@@ -80,7 +88,7 @@ class OnnxSentenceEncoder:
             rows = order[i:i + self.batch_size]
             batch = self.tokenizer([texts[j] for j in rows], padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="np")
-            hidden = self._hidden(graph_feeds(batch, self.inputs))
+            hidden = self.hidden(graph_feeds(batch, self.inputs))
             vectors = _pool(hidden, batch["attention_mask"], self.pooling)
             if out is None:
                 out = np.zeros((len(texts), vectors.shape[1]), np.float32)

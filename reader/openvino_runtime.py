@@ -26,13 +26,18 @@ def openvino_available() -> bool:
     return True
 
 
+SHAPE_STEP = 16  # tokens: inputs are padded to a multiple of it (see `OpenVinoGraph.infer`)
+
+
 class OpenVinoGraph:
     """A checked, compiled graph; `infer` may be called from several threads at once."""
 
     def __init__(self, path: Path, samples: list[dict], expected: list[list[np.ndarray]], *,
-                 bf16: bool, threads: int):
+                 bf16: bool, threads: int, max_length: int | None = None):
         """`samples` are input batches (tensors or arrays by name), `expected` PyTorch's
-        outputs for them."""
+        outputs for them; `max_length` the longest sequence the model takes (the model's
+        positions), which padding never passes."""
+        self.max_length, self.shape_step = max_length, SHAPE_STEP
         import openvino as ov
 
         core = ov.Core()
@@ -50,12 +55,26 @@ class OpenVinoGraph:
         self._local = threading.local()
 
     def infer(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """The graph's outputs, in order (copies: they outlive the next call)."""
+        """The graph's outputs, in order (copies: they outlive the next call).
+
+        Every input is [batch, tokens], every output [batch, tokens, ...]. The tokens are
+        padded (masked) to a multiple of SHAPE_STEP and the outputs cut back: OpenVINO
+        prepares its kernels for each input shape it meets and caches them by shape, and a
+        new question almost always brings a new length. Measured on 2 cores, 195 new dev
+        questions read by two readers in turn: over their top passage 12.6 ms padded
+        against 14.9 unpadded (1.19x), over their top 5 56.9 against 64.6 ms (1.14x).
+        """
         request = getattr(self._local, "request", None)
         if request is None:  # infer requests are not to be shared between threads
             request = self._local.request = self.compiled.create_infer_request()
+        length = next(iter(feeds.values())).shape[1]
+        padded = -(-length // self.shape_step) * self.shape_step
+        if self.max_length is not None:
+            padded = max(length, min(padded, self.max_length))
+        if padded != length:  # zeros: padding tokens, masked out, segment 0
+            feeds = {name: np.pad(v, ((0, 0), (0, padded - length))) for name, v in feeds.items()}
         result = request.infer(feeds)
-        return [result[i] for i in range(len(result))]
+        return [result[i][:, :length] for i in range(len(result))]
 
 
 def _settings(precision: str, threads: int) -> dict[str, str]:

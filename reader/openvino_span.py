@@ -35,7 +35,9 @@ class OpenVinoSpanModel:
             expected = [[t.numpy() for t in (out.start_logits, out.end_logits)]
                         for out in (model(**s) for s in samples)]
         self.graph = OpenVinoGraph(self.path, samples, expected, bf16=bf16,
-                                   threads=threads or torch.get_num_threads())
+                                   threads=threads or torch.get_num_threads(),
+                                   max_length=getattr(model.config, "max_position_embeddings",
+                                                      None))
         self.inputs, self.precision = self.graph.input_names, self.graph.precision
 
     def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:

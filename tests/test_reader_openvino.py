@@ -15,6 +15,7 @@ from reader import Reader
 from reader.backends import resolve_backend
 from reader.features import build_features
 from reader.inference import predict_logits
+from reader.onnx_export import graph_feeds
 from reader.openvino_span import OpenVinoSpanModel
 
 pytest.importorskip("openvino")
@@ -87,6 +88,29 @@ def test_threads_reading_at_once_each_get_their_own_logits(readers, features):
             got = list(pool.map(lambda s: logits(runner, s), subsets))
             for e, g in zip(expected, got, strict=True):
                 np.testing.assert_array_equal(g, e)
+
+
+def test_tokens_are_padded_to_a_shape_step_and_the_outputs_cut_back(readers):
+    """OpenVINO prepares kernels per input shape, so lengths are rounded up to few shapes;
+    the padding is masked and must not change a logit."""
+    graph = readers["openvino"].runner.graph
+    batch = readers["torch"].tokenizer(QUESTIONS[:2], [c[0] for c in CONTEXTS[:2]],
+                                       padding=True, return_tensors="np")
+    feeds = graph_feeds(batch, graph.input_names)
+    length = feeds["input_ids"].shape[1]
+    step = graph.shape_step
+    assert step > 1 and length % step  # else the test would show nothing
+    padded = graph.infer(feeds)
+    assert graph._local.request.get_input_tensor(0).shape[1] == -(-length // step) * step
+    try:
+        graph.shape_step = 1
+        exact = graph.infer(feeds)
+        assert graph._local.request.get_input_tensor(0).shape[1] == length
+    finally:
+        graph.shape_step = step
+    for got, want in zip(padded, exact, strict=True):
+        assert got.shape == want.shape == (2, length)
+        np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 def test_a_conversion_that_differs_from_pytorch_falls_back_or_fails(
