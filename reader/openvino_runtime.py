@@ -37,9 +37,9 @@ class OpenVinoGraph:
         """`samples` are input batches (tensors or arrays by name), `expected` PyTorch's
         outputs for them; `max_length` the longest sequence the model takes (the model's
         positions), which padding never passes."""
-        self.max_length, self.shape_step = max_length, SHAPE_STEP
         import openvino as ov
 
+        self.max_length, self.shape_step = max_length, SHAPE_STEP
         core = ov.Core()
         graph = core.read_model(str(path))
         self.input_names = [port.get_any_name() for port in graph.inputs]
