@@ -138,7 +138,8 @@ class QA:
             self.reader = reader
             self.calibration = calibration or Calibration()
         else:
-            self.reader = Reader.from_pretrained(reader, backend=reader_backend)
+            self.reader = Reader.from_pretrained(reader, backend=reader_backend,
+                                                 keep_model=False)
             self.calibration = calibration or Calibration.load(reader)
         self.retrieval_k, self.mode = retrieval_k, mode
         self.max_passages_shown = max_passages_shown

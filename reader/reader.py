@@ -33,7 +33,8 @@ class Reader:
     activations are quantised with one scale per batch, so a question's scores move
     slightly with the others read beside it. `runner` computes the logits; it is a
     snapshot of `model` taken here (for OpenVINO and ONNX, a second copy of the weights in
-    memory; for PyTorch in bf16 on a CPU, a bf16 copy).
+    memory; for PyTorch in bf16 on a CPU, a bf16 copy). With `keep_model=False` that copy
+    is all that is kept (`model` becomes None), as the question-answering pipeline does.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class Reader:
         device: str | torch.device | None = None,
         precision: str = "auto",
         backend: str = "auto",
+        keep_model: bool = True,
     ):
         if device is None and backend not in ("auto", "torch"):
             device = "cpu"  # the compiled backends run on the CPU, even where there is a GPU
@@ -63,6 +65,10 @@ class Reader:
         if backend == "openvino" and self.dtype not in (None, torch.bfloat16):
             raise ValueError(f"the openvino backend reads in fp32 or bf16, not {precision}")
         self.backend, self.runner = build_runner(model, tokenizer, backend, self.device, self.dtype)
+        if not keep_model and self.runner is not self.model:
+            # A compiled graph or a bf16 copy reads; the fp32 weights would only sit in
+            # memory (a SpanBERT-base's are 0.4 GB). Training and evaluation need them.
+            self.model = None
         self.tokenizer = tokenizer
         self.config = config or FeatureConfig()
         self.null_threshold = null_threshold

@@ -113,6 +113,20 @@ def test_tokens_are_padded_to_a_shape_step_and_the_outputs_cut_back(readers):
         np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+def test_a_reader_that_keeps_only_its_compiled_graph_reads_the_same(tiny_model_no_dropout,
+                                                                     readers):
+    """The pipeline drops the fp32 weights a compiled graph leaves idle; a reader whose
+    runner is those weights keeps them."""
+    lean = load(tiny_model_no_dropout, backend="openvino", precision="fp32", keep_model=False)
+    assert lean.model is None
+    for question, contexts in zip(QUESTIONS, CONTEXTS, strict=True):
+        expected = readers["openvino"].answer(question, contexts, top_k=3)
+        assert [(a.text, a.start, a.score) for a in lean.answer(question, contexts, top_k=3)] \
+            == [(a.text, a.start, a.score) for a in expected]
+    plain = load(tiny_model_no_dropout, backend="torch", precision="fp32", keep_model=False)
+    assert plain.model is plain.runner
+
+
 def test_a_conversion_that_differs_from_pytorch_falls_back_or_fails(
         tiny_model, monkeypatch, caplog):
     monkeypatch.setattr("reader.openvino_runtime.MAX_ERROR", -1.0)  # no conversion can pass
