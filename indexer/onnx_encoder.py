@@ -17,7 +17,6 @@ import numpy as np
 
 from reader.onnx_export import (
     cache_root,
-    evaluated_on_cpu,
     export_cached,
     graph_feeds,
     onnx_available,
@@ -51,22 +50,15 @@ class OnnxSentenceEncoder:
             ["a short text", "a somewhat longer text, with padding"],
             ["three texts", "of other lengths than the first batch", "x"])]
         transformer = _transformer(st_model)
-        path = export_cached(transformer, samples, ["last_hidden_state"],
-                             lambda out: out.last_hidden_state, quantize=quantize,
-                             fuse=not openvino, cache=cache or cache_root())
+        export = (transformer, samples, ["last_hidden_state"], lambda out: out.last_hidden_state)
         if openvino:
-            import torch
+            from reader.openvino_runtime import compile_model
 
-            from reader.openvino_runtime import OpenVinoGraph
-
-            with evaluated_on_cpu(transformer):
-                expected = [[transformer(**s).last_hidden_state.numpy()] for s in samples]
-            self.graph = OpenVinoGraph(path, samples, expected, bf16=bf16,
-                                       threads=threads or torch.get_num_threads(),
-                                       max_length=getattr(transformer.config,
-                                                          "max_position_embeddings", None))
+            self.graph = compile_model(*export, bf16=bf16, threads=threads,
+                                       cache=cache or cache_root())
             self.inputs = self.graph.input_names
         else:
+            path = export_cached(*export, quantize=quantize, cache=cache or cache_root())
             self.session = session(path, threads)
             self.inputs = [i.name for i in self.session.get_inputs()]
 

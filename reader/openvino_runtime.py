@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reader.onnx_export import MAX_ERROR, graph_feeds, largest_difference
+from reader.onnx_export import (
+    MAX_ERROR,
+    _as_tuple,
+    evaluated_on_cpu,
+    export_cached,
+    graph_feeds,
+    largest_difference,
+)
 
 
 def openvino_available() -> bool:
@@ -39,7 +46,7 @@ class OpenVinoGraph:
         positions), which padding never passes."""
         import openvino as ov
 
-        self.max_length, self.shape_step = max_length, SHAPE_STEP
+        self.path, self.max_length, self.shape_step = path, max_length, SHAPE_STEP
         core = ov.Core()
         graph = core.read_model(str(path))
         self.input_names = [port.get_any_name() for port in graph.inputs]
@@ -75,6 +82,21 @@ class OpenVinoGraph:
             feeds = {name: np.pad(v, ((0, 0), (0, padded - length))) for name, v in feeds.items()}
         result = request.infer(feeds)
         return [result[i][:, :length] for i in range(len(result))]
+
+
+def compile_model(model, samples: list[dict], outputs: list[str], pick, *, bf16: bool,
+                  threads: int | None = None, cache: Path | None = None) -> OpenVinoGraph:
+    """`model` (a PyTorch module) exported plainly to ONNX (cached), checked against
+    its own outputs on `samples` and compiled; `pick` maps its output to the tensors
+    named by `outputs`, as for `export_cached`."""
+    import torch
+
+    path = export_cached(model, samples, outputs, pick, quantize=False, fuse=False, cache=cache)
+    with evaluated_on_cpu(model):
+        expected = [[t.numpy() for t in _as_tuple(pick(model(**s)))] for s in samples]
+    return OpenVinoGraph(path, samples, expected, bf16=bf16,
+                         threads=threads or torch.get_num_threads(),
+                         max_length=getattr(model.config, "max_position_embeddings", None))
 
 
 def _settings(precision: str, threads: int) -> dict[str, str]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reader.onnx_export import evaluated_on_cpu, export_cached, graph_feeds
+from reader.onnx_export import graph_feeds
 from reader.onnx_span import OUTPUTS, export_samples
-from reader.openvino_runtime import OpenVinoGraph, openvino_available
+from reader.openvino_runtime import compile_model
 
 
 class OpenVinoSpanModel:
@@ -27,22 +27,12 @@ class OpenVinoSpanModel:
 
     def __init__(self, model, tokenizer, *, bf16: bool, threads: int | None = None,
                  cache: Path | None = None):
-        samples = export_samples(model, tokenizer)
-        self.path = export_cached(model, samples, OUTPUTS,
-                                  lambda out: (out.start_logits, out.end_logits),
-                                  quantize=False, fuse=False, cache=cache)
-        with evaluated_on_cpu(model):
-            expected = [[t.numpy() for t in (out.start_logits, out.end_logits)]
-                        for out in (model(**s) for s in samples)]
-        self.graph = OpenVinoGraph(self.path, samples, expected, bf16=bf16,
-                                   threads=threads or torch.get_num_threads(),
-                                   max_length=getattr(model.config, "max_position_embeddings",
-                                                      None))
-        self.inputs, self.precision = self.graph.input_names, self.graph.precision
+        self.graph = compile_model(model, export_samples(model, tokenizer), OUTPUTS,
+                                   lambda out: (out.start_logits, out.end_logits),
+                                   bf16=bf16, threads=threads, cache=cache)
+        self.path, self.inputs = self.graph.path, self.graph.input_names
+        self.precision = self.graph.precision
 
     def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.graph.infer(graph_feeds(batch, self.inputs))
         return start, end
-
-
-__all__ = ["OUTPUTS", "OpenVinoSpanModel", "openvino_available"]
