@@ -5,8 +5,10 @@ Papers and leaderboards report the numbers of the official `evaluate-v1.1.py` an
 v1.1 gives F1 0 to an empty prediction against an empty gold answer, v2.0 gives it 1; v2.0
 drops gold answers that normalize to nothing; v1.1 scores a missing prediction 0 while
 v2.0 cannot score a dataset with missing predictions at all. Sums run in the scripts' order
-so that even the last bits of the floats agree. tests/test_metrics.py checks every function
-against verbatim copies of both scripts (tests/reference/) on the SQuAD dev sets.
+so that even the last bits of the floats agree. tests/test_metrics.py checks them against
+the scores the official v2.0 script printed for real leaderboard predictions and synthetic
+messy ones on the SQuAD dev sets (`official-scores/` beside the shared SQuAD files); no copy
+of the scripts is part of SpanQA.
 """
 
 from __future__ import annotations

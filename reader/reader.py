@@ -78,7 +78,13 @@ class Reader:
 
     @property
     def dtype_name(self) -> str:
-        """What the logits are computed in, for reports: float32, bfloat16 or float16."""
+        """What the logits are computed in, for reports: float32, bfloat16 or float16.
+
+        For OpenVINO, what its runtime says it computes in: asked for bf16 on a CPU
+        without bf16 units, it reads in fp32."""
+        ran = getattr(self.runner, "precision", None)
+        if ran is not None:
+            return {"bf16": "bfloat16", "f32": "float32", "f16": "float16"}.get(ran, ran)
         return str(self.dtype or torch.float32).removeprefix("torch.")
 
     @classmethod

@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/install-browser.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
 
+from api import batching
 from api.batching import MicroBatcher
+
+
+def record_waits(monkeypatch, note=lambda: None) -> list:
+    """The timeouts the batcher waits for company with (its `asyncio.wait_for` calls), each
+    with `note()` at the time: what it decided to wait, not how long this machine took."""
+    waits: list = []
+    real = asyncio.wait_for
+
+    def wait_for(awaitable, timeout):
+        if sys._getframe(1).f_globals.get("__name__") == batching.__name__:
+            waits.append((timeout, note()))
+        return real(awaitable, timeout)
+
+    monkeypatch.setattr(batching.asyncio, "wait_for", wait_for)
+    return waits
 
 
 def run_clients(clients: int, questions: int, seconds_per_batch: float) -> MicroBatcher:
@@ -42,19 +59,23 @@ def test_closed_loop_clients_share_full_batches():
     assert stats["mean_batch_size"] >= 6, stats
 
 
-def test_a_lone_client_is_not_kept_waiting():
-    began = time.perf_counter()
+def test_a_lone_client_is_not_kept_waiting(monkeypatch):
+    # Regrouping (waiting for the last batch's clients to come back) would wait 100 ms here;
+    # a lone client's next question must wait no longer than max_wait (5 ms).
+    monkeypatch.setattr(batching, "REGROUP_FRACTION", 10.0)
+    waits = record_waits(monkeypatch)
     batcher = run_clients(clients=1, questions=5, seconds_per_batch=0.05)
-    # 5 batches of 50 ms; waiting the regrouping time each would add 5 x 100 ms.
-    assert time.perf_counter() - began < 0.5, batcher.stats()
     assert batcher.stats()["batch_sizes"] == {"1": 5}
+    assert all(timeout <= batcher.max_wait for timeout, _ in waits), waits
 
 
-def test_questions_still_being_retrieved_join_the_batch():
+def test_questions_still_being_retrieved_join_the_batch(monkeypatch):
     """Questions retrieved one after another (one retrieval thread) reach the batcher 30 ms
     apart, far beyond its 5 ms wait: announced with `expecting`, they share one batch; a
     question whose retrieval fails is not waited for."""
     batches: list[list[str]] = []
+    submitted = [0]
+    waits = record_waits(monkeypatch, note=lambda: submitted[0])
 
     def read(batch):
         batches.append(list(batch))
@@ -67,6 +88,7 @@ def test_questions_still_being_retrieved_join_the_batch():
             await asyncio.sleep(retrieval_s)
             if q == "lost":
                 raise ValueError("retrieval failed")
+        submitted[0] += 1
         return await batcher.submit(q)
 
     async def main() -> list:
@@ -78,11 +100,12 @@ def test_questions_still_being_retrieved_join_the_batch():
         finally:
             await batcher.stop()
 
-    began = time.perf_counter()
     results = asyncio.run(main())
     assert results[:3] == ["Q0", "Q1", "Q2"] and isinstance(results[3], ValueError)
     assert batches == [["q0", "q1", "q2"]]
-    assert time.perf_counter() - began < 0.5
+    # Once the three that came were in, it waited no longer than max_wait: not for the lost
+    # one (still counted as on its way, it would have been waited for up to 100 ms more).
+    assert all(timeout <= batcher.max_wait for timeout, n in waits if n == 3), waits
 
 
 def test_too_many_waiting_questions_are_refused_before_retrieval():

@@ -7,9 +7,9 @@ import random
 import re
 import unicodedata
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
+from conftest import squad_file
 
 from indexer.chunking import (
     ChunkConfig,
@@ -19,8 +19,6 @@ from indexer.chunking import (
     sentence_spans,
 )
 from indexer.records import Document, Passage, Section
-
-SQUAD_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "squad" / "dev-v1.1.json"
 
 
 def make_document(
@@ -344,9 +342,7 @@ def test_sections_out_of_order_or_out_of_range_are_tolerated() -> None:
 
 @pytest.fixture(scope="module")
 def squad_articles() -> list[dict]:
-    if not SQUAD_DEV.is_file():
-        pytest.skip(f"shared SQuAD file not found: {SQUAD_DEV}")
-    return json.loads(SQUAD_DEV.read_text(encoding="utf-8"))["data"]
+    return json.loads(squad_file("dev-v1.1.json").read_text(encoding="utf-8"))["data"]
 
 
 def test_squad_paragraphs_become_one_passage_each_unless_long(squad_articles: list[dict]) -> None:

@@ -95,8 +95,9 @@ def test_predict_command_prints_json_answers(run_dir, tmp_path):
     assert bad.returncode != 0 and "-:2:" in bad.stderr
 
 
-def test_evaluate_writes_official_files_that_the_official_script_scores_alike(
-        run_dir, squad_dir, tmp_path):
+def test_evaluate_writes_official_files_that_score_as_it_reported(run_dir, squad_dir, tmp_path):
+    """The files `evaluate` writes are what it scored: `spanqa reader score` (tested against
+    the official script's own numbers in test_metrics.py) gives its summary back."""
     data = squad_dir / "sample-v2.0.json"
     run = spanqa("reader", "evaluate", "--model", str(run_dir), "--data", str(data),
                  "--out", str(tmp_path))
@@ -112,10 +113,6 @@ def test_evaluate_writes_official_files_that_the_official_script_scores_alike(
     assert all(isinstance(v, str) for v in predictions.values())
     ours = spanqa("reader", "score", str(data), str(tmp_path / "predictions.json"),
                   "--na-prob", str(tmp_path / "null_odds.json"))
-    official = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "reference" / "evaluate_v2_0.py"), str(data),
-         str(tmp_path / "predictions.json"), "--na-prob-file", str(tmp_path / "null_odds.json")],
-        capture_output=True, text=True, check=True)
-    assert json.loads(ours.stdout) == json.loads(official.stdout)
+    scored = json.loads(ours.stdout)
     for key in ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh"):
-        assert key in summary
+        assert scored[key] == pytest.approx(summary[key], abs=1e-9), key

@@ -18,6 +18,7 @@ from reader.backends import resolve_backend
 from reader.features import FeatureConfig, build_features
 from reader.inference import predict_logits
 from reader.onnx_span import WINDOWS_PER_RUN, OnnxSpanModel
+from reader.openvino_runtime import openvino_available
 from reader.openvino_span import OpenVinoSpanModel
 
 QUESTIONS = ["What is the capital of France?", "Which café is naïve?", "東京は何ですか?"]
@@ -152,7 +153,9 @@ def test_the_export_cache_follows_the_weights_not_the_folder(tiny_model_no_dropo
 
 @pytest.mark.parametrize("compile_", [
     lambda model, tokenizer: OnnxSpanModel(model, tokenizer, quantize=False),
-    lambda model, tokenizer: OpenVinoSpanModel(model, tokenizer, bf16=False)],
+    pytest.param(lambda model, tokenizer: OpenVinoSpanModel(model, tokenizer, bf16=False),
+                 marks=pytest.mark.skipif(not openvino_available(),
+                                          reason="openvino not installed"))],
     ids=["onnx", "openvino"])
 def test_segment_ids_are_exported_even_when_the_tokenizer_omits_them(readers, compile_):
     reader = readers["torch"]

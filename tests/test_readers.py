@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import squad_file
 
 from indexer import readers
 from indexer.readers import (
@@ -19,9 +20,6 @@ from indexer.readers import (
     read_file,
 )
 from indexer.records import Document, Skipped
-
-SQUAD_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "squad" / "sample-v1.1.json"
-
 
 # --------------------------------------------------------------------------------------
 # helpers
@@ -437,9 +435,7 @@ def test_jsonl_bad_line_among_good_ones(tmp_path):
 
 @pytest.fixture
 def squad_sample() -> Path:
-    if not SQUAD_SAMPLE.is_file():
-        pytest.skip(f"shared SQuAD sample not found at {SQUAD_SAMPLE}")
-    return SQUAD_SAMPLE
+    return squad_file("sample-v1.1.json")
 
 
 def test_squad_articles_become_documents_with_paragraph_sections(squad_sample):

@@ -34,6 +34,7 @@ from indexer.build import IndexConfig, update_index
 from indexer.embedding import Embedder
 from indexer.layout import IndexDir
 from reader.inference import cpu_has_bf16
+from reader.openvino_runtime import openvino_available, openvino_offers_bf16
 from reader.squad import load_squad
 from retriever.search import Hit
 
@@ -180,9 +181,14 @@ def test_health_stats_and_request_ids(server):
     assert stats["calibration"]["source"] == "defaults" and stats["calibration"]["threshold"] == 0
     assert stats["batching"]["max_batch"] == 8 and stats["reader"]["name"]
     # The server runs in another process: what `auto` picks there, on this machine.
-    gpu = torch.cuda.is_available()
-    assert (stats["reader"]["backend"], stats["reader"]["dtype"]) == (
-        "torch" if gpu else "openvino", "bfloat16" if gpu or cpu_has_bf16() else "float32")
+    if torch.cuda.is_available():
+        expected = ("torch", "bfloat16")
+    elif openvino_available():  # the dtype OpenVINO says it computes in
+        expected = ("openvino",
+                    "bfloat16" if cpu_has_bf16() and openvino_offers_bf16() else "float32")
+    else:
+        expected = ("torch", "bfloat16") if cpu_has_bf16() else ("onnx", "float32")
+    assert (stats["reader"]["backend"], stats["reader"]["dtype"]) == expected
     assert set(stats["jobs"]) == {"queued", "running", "done", "failed"}
 
 
@@ -634,18 +640,31 @@ def test_protect_all_guards_every_v1_endpoint_but_health(local):
     secret, _ = keys.create("ops")
     settings = Settings(protect_all=True, keys_file=keys.path,
                         uploads_dir=local.root / "uploads",
-                        feedback_db=local.root / "feedback.db")
+                        feedback_db=local.root / "protect-all.db")
     with TestClient(create_app(local.qa(), settings)) as c:
         assert c.get("/v1/health").status_code == 200
         body = {"question": "capital of Freedonia?", "mode": "bm25"}
-        for method, path, kwargs in (("POST", "/v1/ask", {"json": body}),
-                                     ("POST", "/v1/search", {"json": body}),
-                                     ("GET", "/v1/stats", {}), ("GET", "/v1/documents", {}),
-                                     ("GET", "/v1/jobs/x", {})):
+        hits = c.post("/v1/search", json=body, headers={"X-API-Key": secret}).json()["hits"]
+        feedback = {"question": body["question"], "answer": "Fredville",
+                    "passage_id": hits[0]["passage_id"], "start": 0, "end": 9, "correct": False}
+        # Every read endpoint, each with the status its route gives once the key is sent:
+        # a missing route would be a 404 "Not Found" at both steps (no 401 without the key).
+        for method, path, kwargs, status in (
+                ("POST", "/v1/ask", {"json": body}, 200),
+                ("POST", "/v1/search", {"json": body}, 200),
+                ("GET", "/v1/stats", {}, 200),
+                ("GET", "/v1/documents", {}, 200),
+                ("GET", "/v1/jobs", {}, 200),
+                ("GET", "/v1/jobs/x", {}, 404),  # the route's own 404: no such job
+                ("POST", "/v1/feedback", {"json": feedback}, 201)):
             r = c.request(method, path, **kwargs)
-            assert r.status_code == 401, (path, r.text)
+            assert r.status_code == 401 and "API key" in r.json()["detail"], (path, r.text)
             r = c.request(method, path, headers={"X-API-Key": secret}, **kwargs)
-            assert r.status_code in (200, 404), (path, r.text)
+            assert r.status_code == status, (path, r.text)
+        r = c.get("/v1/jobs/x", headers={"X-API-Key": secret})
+        assert r.json()["detail"] == "no job with id 'x'"
+        assert c.get("/v1/stats", headers={"X-API-Key": secret}).json()["auth"] == {
+            "keys": 1, "protect_all": True}
 
 
 def test_a_failing_pipeline_is_a_500_with_the_request_id(local, caplog):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import squad_file
 
 from reader.squad import (
     GoldAnswer,
@@ -21,8 +22,6 @@ from reader.squad import (
     load_squad,
     to_official_json,
 )
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "squad"
 
 CONTEXT = "Paris is the capital of France. The Seine flows through Paris."
 
@@ -78,7 +77,7 @@ REAL_FILES = [
 
 @pytest.mark.parametrize(("name", "questions", "version"), REAL_FILES)
 def test_real_files_load_completely_and_cleanly(name: str, questions: int, version: str) -> None:
-    path = SHARED / name
+    path = squad_file(name)
     examples, report = load_squad(path)
 
     assert report.problems == []
@@ -94,7 +93,7 @@ def test_real_files_load_completely_and_cleanly(name: str, questions: int, versi
 
 
 def test_v2_files_hold_unanswerable_questions() -> None:
-    examples, _ = load_squad(SHARED / "dev-v2.0.json")
+    examples, _ = load_squad(squad_file("dev-v2.0.json"))
     impossible = [e for e in examples if e.is_impossible]
     assert 0 < len(impossible) < len(examples)
     assert all(e.answers == [] for e in impossible)
@@ -427,7 +426,7 @@ def _ascii_window(raw: bytes, context: str) -> tuple[int, int]:
 
 
 def test_non_utf8_bytes_skip_exactly_their_paragraph(tmp_path: Path) -> None:
-    source = SHARED / "sample-v1.1.json"
+    source = squad_file("sample-v1.1.json")
     raw = source.read_bytes()
     paragraph = json.loads(raw)["data"][1]["paragraphs"][1]
     char_end, byte_end = _ascii_window(raw, paragraph["context"])
@@ -514,7 +513,7 @@ def test_wrong_answer_start_is_repaired_to_the_nearest_occurrence(tmp_path: Path
     ("name", "version"), [("sample-v1.1.json", "1.1"), ("sample-v2.0.json", "2.0")]
 )
 def test_official_json_round_trip(tmp_path: Path, name: str, version: str) -> None:
-    examples, _ = load_squad(SHARED / name)
+    examples, _ = load_squad(squad_file(name))
     document = to_official_json(examples)
     out = tmp_path / name
     out.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
@@ -523,7 +522,7 @@ def test_official_json_round_trip(tmp_path: Path, name: str, version: str) -> No
 
     assert again == examples
     assert (report.version, report.problems) == (version, [])
-    original = json.loads((SHARED / name).read_text(encoding="utf-8"))
+    original = json.loads(squad_file(name).read_text(encoding="utf-8"))
     assert [a["title"] for a in document["data"]] == [a["title"] for a in original["data"]]
     assert sum(len(a["paragraphs"]) for a in document["data"]) == sum(
         len(a["paragraphs"]) for a in original["data"]
@@ -568,7 +567,7 @@ def test_summary_and_one_warning_line(tmp_path: Path, caplog: pytest.LogCaptureF
 
 def test_clean_load_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="reader.squad")
-    load_squad(SHARED / "sample-v1.1.json")
+    load_squad(squad_file("sample-v1.1.json"))
     assert caplog.records == []
 
 
@@ -652,8 +651,9 @@ def test_load_examples_routes_hub_names_and_files(fake_hub: list[Any], tmp_path:
     load_examples("squad_v2", split="train")
     assert fake_hub == [("squad_v2", "train"), ("squad", "validation"), ("squad_v2", "train")]
 
-    examples, report = load_examples(str(SHARED / "sample-v1.1.json"), for_training=True)
-    assert (len(examples), report.path) == (29, str(SHARED / "sample-v1.1.json"))
+    sample = str(squad_file("sample-v1.1.json"))
+    examples, report = load_examples(sample, for_training=True)
+    assert (len(examples), report.path) == (29, sample)
     assert fake_hub == [("squad_v2", "train"), ("squad", "validation"), ("squad_v2", "train")]
 
 

@@ -50,7 +50,8 @@ def _metrics(run: Path) -> list[dict]:
 
 def test_training_writes_safetensors_checkpoints_metrics_and_curves(squad_dir, tiny_model,
                                                                      tmp_path):
-    summary = train(_config(squad_dir, tiny_model, tmp_path / "run", max_dev_examples=12))
+    cfg = _config(squad_dir, tiny_model, tmp_path / "run", max_dev_examples=12, warmup=0.3)
+    summary = train(cfg)
     run = tmp_path / "run"
     best, last = run / "best", run / "last"
     assert (best / "model.safetensors").is_file() and not list(best.glob("*.bin"))
@@ -65,9 +66,17 @@ def test_training_writes_safetensors_checkpoints_metrics_and_curves(squad_dir, t
     records = _metrics(run)
     trains = [r for r in records if r["type"] == "train"]
     evals = [r for r in records if r["type"] == "eval"]
-    assert len(trains) == summary["steps"] and all(r["lr"] >= 0 for r in trains)
     assert len(evals) >= 2 and all("exact_match" in r for r in evals)
-    assert max(r["lr"] for r in trains) <= 1e-3 + 1e-12
+    # The logged rate follows the configured schedule: linear warm-up over the first 30% of
+    # the steps to cfg.lr, then linear decay to 0 (logged after each step, log_every=1).
+    total = summary["planned_steps"]
+    warm = int(cfg.warmup * total)
+    assert summary["steps"] == total and 1 <= warm < total - 1, (warm, total)
+    expected = [cfg.lr * (s / warm if s < warm else (total - s) / (total - warm))
+                for s in range(1, total + 1)]
+    assert [r["step"] for r in trains] == list(range(1, total + 1))
+    assert [r["lr"] for r in trains] == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert trains[warm - 1]["lr"] == pytest.approx(cfg.lr) and trains[-1]["lr"] == 0
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -14,31 +14,29 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from conftest import unavailable
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError as exc:  # reported per test by `browser_tools`
+    SELENIUM_MISSING: ImportError | None = exc
+else:
+    SELENIUM_MISSING = None
+
+from api.auth import KeyStore
+from api.calibration import Calibration
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-# CI installs the browser (scripts/install.sh), so there a missing one is a failure.
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()) and not os.environ.get("CI"),
-    reason="browser test needs Debian's chromium and chromium-driver "
-           "(/usr/bin/chromium, /usr/bin/chromedriver): see scripts/install.sh",
-)
-
-httpx = pytest.importorskip("httpx")
-webdriver = pytest.importorskip("selenium.webdriver")
-
-from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from api.auth import KeyStore  # noqa: E402
-from api.calibration import Calibration  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "data" / "screenshots"  # git-ignored, like all of data/
@@ -51,6 +49,18 @@ ACME = ("Acme Rockets was founded in 1987 by Jane Doe in Springfield. The compan
 SECURITY = ("Visitors sign in at the front desk. <script>window.__xss = 1</script> "
             "Badges go back to security at 5 pm.")
 SECURITY_MD = ('# Security <img src=x onerror="window.__xss = 2"> rules\n\n' + SECURITY + "\n")
+
+
+@pytest.fixture(scope="session", autouse=True)  # session: checked before the tiny model is made
+def browser_tools() -> None:
+    """scripts/install.sh provides the browser, its driver and selenium (the dev extra):
+    without them these tests skip on a developer's machine and fail under CI."""
+    lacking = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+    if SELENIUM_MISSING is not None:
+        lacking.append(f"the selenium package ({SELENIUM_MISSING})")
+    if lacking:
+        unavailable("the browser test needs Debian's chromium and chromium-driver and the "
+                    f"selenium package (see scripts/install.sh); missing: {', '.join(lacking)}")
 
 
 def free_port() -> int:
