@@ -85,7 +85,7 @@ def _run_ask(args: argparse.Namespace) -> int:
                  reader_backend=args.reader_backend)
     filters = Filters(path_prefix=args.path_prefix, title=args.title, tags=tuple(args.tag))
     result = qa.ask(args.question, top_k=args.top_k, filters=filters or None)
-    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if args.json
+    print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, allow_nan=False) if args.json
           else format_result(result))
     return 0
 
@@ -128,5 +128,5 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot save a calibration beside {target}: not a local directory")
     _, report = calibrate(qa, examples, target, limit=args.limit, seed=args.seed,
                           source=f"{args.data} ({args.limit or len(examples)} questions)")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, allow_nan=False))
     return 0

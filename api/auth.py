@@ -37,9 +37,11 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def how_to_create(path: Path) -> str:
-    return (f"create one with `spanqa keys create --name NAME --keys {path}` and send it in "
-            f"the {HEADER} header")
+def how_to_create() -> str:
+    """Told to HTTP callers without a key, so it names no server path (the keys file's
+    place is the operator's to know)."""
+    return ("create one on the server with `spanqa keys create --name NAME` (and the --keys "
+            f"file the server reads) and send it in the {HEADER} header")
 
 
 class KeyStore:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from api.ask_cli import add_parser as add_ask_parser
 from api.demo import add_parser as add_demo_parser
+from api.jobs_cli import add_parser as add_jobs_parser
 from api.logs import quieten_libraries
 from api.serve_cli import add_parser as add_serve_parser
 from indexer.cli import add_parser as add_index_parser
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ask_parser(sub)
     add_demo_parser(sub)
     add_serve_parser(sub)
+    add_jobs_parser(sub)
     add_pretrain_parser(sub)
     return parser
 

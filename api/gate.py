@@ -1,5 +1,6 @@
-"""The ASGI middleware every request passes through: request id, body size limit, access
-log, metrics, and a JSON 500 carrying the request id for anything unexpected."""
+"""The ASGI middleware every request passes through: request id, security headers, body
+size limit, access log, metrics, and a JSON 500 carrying the request id for anything
+unexpected."""
 
 from __future__ import annotations
 
@@ -21,6 +22,32 @@ MiB = 1024 * 1024
 DRAIN_LIMIT = 64 * MiB  # an oversized body is read and dropped up to this much, so that the
 # client, still sending, gets its 413 instead of a connection reset
 UPLOAD_ROUTE = "/v1/documents"
+
+# The page and its static files: scripts and styles from this server only, never inline
+# (documents may hold markup; the page puts their text in as text, and the policy is the
+# second line), nothing from elsewhere, and no framing (clickjacking).
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+               "frame-ancestors 'none'")
+# FastAPI's /docs and /redoc pages run inline script and load Swagger UI / ReDoc from a CDN:
+# they get only the framing rule.
+DOCS_POLICY = "frame-ancestors 'none'"
+DOCS_ROUTES = ("/docs", "/docs/oauth2-redirect", "/redoc")
+# Everything else is JSON or text: nothing in it may run, load or be framed.
+API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+def security_headers(path: str) -> dict[str, str]:
+    """The headers every response gets: no MIME sniffing (a JSON answer quoting a document
+    must never be taken for HTML), no framing, and the content policy for its kind."""
+    if path == "/" or path.startswith("/static/"):
+        policy = PAGE_POLICY
+    elif path in DOCS_ROUTES:
+        policy = DOCS_POLICY
+    else:
+        policy = API_POLICY
+    return {"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY"}
 
 
 class PayloadTooLarge(StarletteHTTPException):
@@ -56,7 +83,10 @@ class RequestGate:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 sent["status"], sent["started"] = message["status"], True
-                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                out = MutableHeaders(scope=message)
+                out["X-Request-ID"] = rid
+                for name, value in security_headers(path).items():
+                    out[name] = value
             await send(message)
 
         received = 0

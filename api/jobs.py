@@ -10,6 +10,14 @@ job waits and retries with backoff, saying so in its message. No upload is ever 
 files stay in their upload folder whatever happens, a failed job records its error, and
 each upload folder keeps a small job file so that jobs a stopped server had not finished
 are queued again when it starts.
+
+A job the server died in the middle of (its file still says "running") is resumed once; if
+the server dies in it again it is marked failed at the next start, not resumed: a file
+that kills the server must not kill it at every start. (Files are parsed in a worker
+process under limits, indexer/isolation.py, so that should not happen; this is the
+second line of defence.) A job can be cancelled: a queued one never runs, a running one
+stops at the next file, or at once if a file is being parsed (its worker is killed), and
+publishes nothing, so the index stays on the generation it had.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +39,16 @@ import numpy as np
 
 from api.jsonfile import write_json_atomic
 from indexer.build import BuildReport, update_index
+from indexer.isolation import Cancelled
 from indexer.layout import IndexBusyError, IndexDir
+from indexer.limits import DEFAULT_LIMITS, ParseLimits
 
 log = logging.getLogger(__name__)
 
 JOB_FILE = ".spanqa-job.json"  # hidden: folder walks in the indexer skip it
-STATUSES = ("queued", "running", "done", "failed")
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+MAX_RESUMES = 1  # times a job the server died in is run again
 KEEP_FINISHED = 1000  # finished jobs remembered in memory
 EMBED_CHUNK = 32  # passages embedded per turn, so questions are not starved of the model
 
@@ -55,13 +68,20 @@ class Job:
     finished: float | None = None
     upload_dir: str | None = None
     paths: list[str] = field(default_factory=list)  # what update_index is given
+    crashes: int = 0  # server deaths while this job ran (see requeue_unfinished)
+    cancel_requested: bool = False
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "status": self.status, "files": list(self.files),
                 "message": self.message, "progress": dict(self.progress),
                 "report": self.report, "error": self.error, "created": self.created,
                 "started": self.started, "finished": self.finished,
-                "upload_dir": self.upload_dir}
+                "upload_dir": self.upload_dir, "crashes": self.crashes,
+                "cancel_requested": self.cancel_requested}
+
+
+class JobFinishedError(Exception):
+    """The job cannot be cancelled: it has finished (the message says how)."""
 
 
 class _Interrupted(Exception):
@@ -107,8 +127,10 @@ class _JobEmbedder:
     """Embeds a job's passages in small turns, reporting progress, so a question's query
     embedding waits for one turn, not for a whole upload."""
 
-    def __init__(self, shared: Any, job: Job, set_progress: Callable[[Job, dict], None]):
+    def __init__(self, shared: Any, job: Job, set_progress: Callable[[Job, dict], None],
+                 cancelled: Callable[[], bool] = lambda: False):
         self.shared, self.job, self.set_progress = shared, job, set_progress
+        self.cancelled = cancelled
         self.name = getattr(shared, "name", "")
         self.backend = getattr(shared, "backend", "auto")
         self.dim = getattr(shared, "dim", 0)
@@ -119,6 +141,8 @@ class _JobEmbedder:
             return self.shared.encode([], progress=False)
         pieces = []
         for begin in range(0, len(texts), EMBED_CHUNK):
+            if self.cancelled():
+                raise Cancelled("cancelled while embedding passages")
             pieces.append(self.shared.encode(texts[begin:begin + EMBED_CHUNK], progress=False))
             self.set_progress(self.job, {"passages_embedded": min(begin + EMBED_CHUNK, len(texts)),
                                          "passages_to_embed": len(texts)})
@@ -142,10 +166,12 @@ class JobQueue:
     def __init__(self, qa: Any, *, index: Path, embedder: Any | None = None,
                  max_file_bytes: int | None = None, retry_initial_s: float = 0.2,
                  retry_max_s: float = 5.0, lock_timeout_s: float = 3600.0,
-                 on_finish: Callable[[Job], None] | None = None, watch_s: float = 2.0):
+                 on_finish: Callable[[Job], None] | None = None, watch_s: float = 2.0,
+                 limits: ParseLimits = DEFAULT_LIMITS):
         self.qa, self.index = qa, Path(index)
         self.embedder = embedder
         self.max_file_bytes = max_file_bytes
+        self.limits = limits
         self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
         self.lock_timeout_s = lock_timeout_s
         self.on_finish = on_finish
@@ -172,7 +198,8 @@ class JobQueue:
             self._thread.join(timeout)
 
     def requeue_unfinished(self, uploads: Path) -> list[Job]:
-        """Queue again the upload jobs a previous server run had not finished."""
+        """Queue again the upload jobs a previous server run had not finished; a job it died
+        in the middle of is resumed once (MAX_RESUMES), and failed the next time."""
         jobs = []
         for job_file in sorted(Path(uploads).glob(f"*/{JOB_FILE}")):
             try:
@@ -183,14 +210,32 @@ class JobQueue:
             if data.get("status") not in ("queued", "running"):
                 continue
             paths = [p for p in data.get("paths", []) if isinstance(p, str)]
+            crashes = data.get("crashes") if isinstance(data.get("crashes"), int) else 0
+            died = data.get("status") == "running"  # a stop in order leaves it "queued"
             job = Job(id=str(data.get("id") or uuid.uuid4().hex), kind="add",
                       files=[str(f) for f in data.get("files", [])], paths=paths,
-                      upload_dir=str(job_file.parent),
+                      upload_dir=str(job_file.parent), crashes=crashes + died,
                       message="queued again after a server restart")
+            if job.crashes > MAX_RESUMES:
+                self._fail_after_crashes(job)
+                continue
+            if died:
+                job.message = ("queued again: the server stopped while running it (resumed "
+                               f"at most {MAX_RESUMES} time{'s' * (MAX_RESUMES != 1)})")
             jobs.append(self._enqueue(job))
             log.info("re-queued upload job %s (%d files)", job.id, len(paths),
                      extra={"job_id": job.id})
         return jobs
+
+    def _fail_after_crashes(self, job: Job) -> None:
+        job.status, job.finished = "failed", time.time()
+        job.error = (f"the server stopped while running this job {job.crashes} times; it is "
+                     "not resumed again, since one of its files may be what stops it")
+        job.message = f"failed; the uploaded files are kept in {job.upload_dir}"
+        with self._lock:
+            self._jobs[job.id] = job
+        self._save(job)
+        log.warning("job %s failed: %s", job.id, job.error, extra={"job_id": job.id})
 
     # ---------------------------------------------------------------- use
 
@@ -203,6 +248,29 @@ class JobQueue:
         job = Job(id=uuid.uuid4().hex, kind="remove", files=list(document_ids),
                   paths=list(document_ids))
         return self._enqueue(job)
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Cancels a job (None: no such job; JobFinishedError: it has finished). A queued
+        job is cancelled at once; a running one when its build next looks (see jobs'
+        docstring), so its status says "running" until then."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.status in FINISHED:
+                raise JobFinishedError(f"job {job_id!r} has already finished ({job.status})")
+            job.cancel_requested = True
+            if job.status == "queued":
+                job.status, job.finished = "cancelled", time.time()
+                job.message = "cancelled before it started; the index is unchanged"
+            else:
+                job.message = "cancelling: stops at the next file (a file being parsed is " \
+                              "stopped at once)"
+            public = job.public()
+        self._save(job)
+        log.info("job %s: cancel requested (%s)", job_id, public["status"],
+                 extra={"job_id": job_id})
+        return public
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -229,7 +297,7 @@ class JobQueue:
         return job
 
     def _forget_old(self) -> None:
-        finished = [k for k, j in self._jobs.items() if j.status in ("done", "failed")]
+        finished = [k for k, j in self._jobs.items() if j.status in FINISHED]
         for key in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._jobs[key]
 
@@ -267,6 +335,10 @@ class JobQueue:
                 break
             try:
                 self._run(job)
+            except Cancelled:
+                self._update(job, status="cancelled", finished=time.time(),
+                             message="cancelled; nothing was published, the index is unchanged")
+                log.info("job %s cancelled", job.id, extra={"job_id": job.id})
             except _Interrupted:
                 self._update(job, status="queued", started=None,
                              message="interrupted by a server stop; queued again at start")
@@ -294,17 +366,33 @@ class JobQueue:
         except Exception as exc:  # a half-written pointer, a missing folder: try again later
             log.warning("could not follow the index on disk: %s", exc)
 
+    def _begin(self, job: Job) -> bool:
+        """queued -> running, unless a cancel came first (under the lock: not both)."""
+        with self._lock:
+            if job.status != "queued":
+                return False
+            job.status, job.started = "running", time.time()
+            job.message = ("adding files to the index" if job.kind == "add"
+                           else "removing documents from the index")
+        self._save(job)
+        return True
+
+    def _stopping(self, job: Job) -> bool:
+        """What the build asks between files: a cancel, or a server stop."""
+        return job.cancel_requested or self._stop.is_set()
+
     def _run(self, job: Job) -> None:
-        self._update(job, status="running", started=time.time(),
-                     message="adding files to the index" if job.kind == "add"
-                     else "removing documents from the index")
-        kwargs: dict[str, Any] = {"progress": False}
+        if not self._begin(job):
+            return
+        stopping = partial(self._stopping, job)
+        kwargs: dict[str, Any] = {"progress": False, "limits": self.limits,
+                                  "cancelled": stopping}
         if job.kind == "add":
             kwargs["add"] = job.paths
         else:
             kwargs["remove"] = job.paths
         if self.embedder is not None:
-            kwargs["embedder"] = _JobEmbedder(self.embedder, job, self._set_progress)
+            kwargs["embedder"] = _JobEmbedder(self.embedder, job, self._set_progress, stopping)
         if self.max_file_bytes is not None:
             kwargs["max_file_bytes"] = self.max_file_bytes
         began, delay, attempt = time.monotonic(), self.retry_initial_s, 0
@@ -312,6 +400,10 @@ class JobQueue:
             try:
                 report = update_index(self.index, **kwargs)
                 break
+            except Cancelled:
+                if job.cancel_requested:
+                    raise
+                raise _Interrupted from None  # the server stops: run it again at start
             except IndexBusyError as exc:
                 attempt += 1
                 if attempt == 1:
@@ -325,6 +417,8 @@ class JobQueue:
                                           f"attempt {attempt}, next try in {delay:.1f} s)")
                 if self._stop.wait(delay):
                     raise _Interrupted from exc
+                if job.cancel_requested:
+                    raise Cancelled("cancelled while waiting for the index lock") from exc
                 delay = min(delay * 2, self.retry_max_s)
         self._update(job, message="loading the new index generation")
         self.qa.reload()
@@ -333,5 +427,7 @@ class JobQueue:
         summary = (f"done: {report.added} added, {report.unchanged} unchanged, "
                    f"{report.removed} removed, {len(report.skipped)} skipped; "
                    f"generation {report.generation}")
+        if job.cancel_requested:  # asked for after the last look, before it was published
+            summary += " (the cancel came after the new generation was published)"
         self._update(job, status="done", finished=time.time(), report=result, message=summary)
         log.info("job %s %s", job.id, summary, extra={"job_id": job.id})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import uuid
@@ -51,7 +52,12 @@ class JsonFormatter(logging.Formatter):
             data["request_id"] = rid
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False, default=str)
+        try:
+            return json.dumps(data, ensure_ascii=False, default=str, allow_nan=False)
+        except ValueError:  # a NaN field: the line stays strict JSON, the value becomes text
+            finite = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
+                      for k, v in data.items()}
+            return json.dumps(finite, ensure_ascii=False, default=str)
 
 
 def configure_json_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:

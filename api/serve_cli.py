@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from api.ask_cli import add_reading_arguments, positive
+from indexer.cli import add_limit_arguments, limits_from_args
 from reader.cli import add_backend_argument
 
 log = logging.getLogger("spanqa.serve")
@@ -26,6 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protect-all", action="store_true",
                    help="require an API key on every /v1 endpoint (health excepted), not only "
                         "on uploads, removals and the feedback export")
+    p.add_argument("--anonymous-feedback", action="store_true",
+                   help="take answer feedback without an API key (else it needs one): "
+                        "rate-limited per client address, size-capped, marked anonymous and "
+                        "left out of the feedback export unless asked for")
+    p.add_argument("--anonymous-feedback-per-minute", type=positive(float, 0.001), default=6.0,
+                   help="anonymous feedback posts a client may send a minute (after a burst "
+                        "of 5)")
+    p.add_argument("--anonymous-feedback-max-rows", type=positive(int, 0), default=10_000,
+                   help="anonymous feedback records kept; beyond them new anonymous posts "
+                        "get 507")
     p.add_argument("--max-batch", type=positive(int, 1), default=8,
                    help="questions read in one reader pass")
     p.add_argument("--batch-wait-ms", type=positive(float, 0), default=5.0,
@@ -40,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback-db", default=None, help="default <index>/../feedback.db")
     p.add_argument("--max-upload-mb", type=positive(float, 0.001), default=50.0)
     p.add_argument("--max-json-kb", type=positive(float, 1), default=1024.0)
+    add_limit_arguments(p)
     add_backend_argument(p, "--reader-backend")
     p.set_defaults(func=run_serve)
 
@@ -88,7 +100,7 @@ def _run_keys_list(args: argparse.Namespace) -> int:
     store = _store(args)
     records = store.records()
     if args.json:
-        print(json.dumps(records, indent=2))
+        print(json.dumps(records, indent=2, allow_nan=False))
     elif not records:
         print(f"no API keys in {store.path} (spanqa keys create --name NAME)")
     else:
@@ -175,6 +187,7 @@ def _prepare(args: argparse.Namespace):
             f"no index in {index}: build one first with `spanqa index build PATH --index "
             f"{index}` (or pass --index DIR)")
     keys_file = Path(args.keys) if args.keys else default_keys_file(index)
+    limits = limits_from_args(args)  # a bad limit is an error before the models load
     try:
         KeyStore(keys_file).check()
     except KeyFileError as exc:
@@ -185,9 +198,13 @@ def _prepare(args: argparse.Namespace):
                               reader_backend=args.reader_backend)
     settings = Settings(
         index=index, keys_file=keys_file, protect_all=args.protect_all,
+        anonymous_feedback=args.anonymous_feedback,
+        anonymous_feedback_per_minute=args.anonymous_feedback_per_minute,
+        anonymous_feedback_max_rows=args.anonymous_feedback_max_rows,
         uploads_dir=Path(args.uploads) if args.uploads else None,
         feedback_db=Path(args.feedback_db) if args.feedback_db else None,
         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_json_bytes=int(args.max_json_kb * 1024), reader_name=reader_name)
+        max_json_bytes=int(args.max_json_kb * 1024), reader_name=reader_name,
+        parse_limits=limits)
     return qa, settings

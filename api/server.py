@@ -14,6 +14,11 @@ are 422s naming the field, oversized bodies 413 (Content-Length and counted byte
 of unknown types 415. A failure inside the pipeline is logged with the request id and
 answered with a 500 carrying the same id.
 
+Callers without an API key see server paths relative to the collection (api/paths.py); a
+valid key shows the full paths. Feedback is training data, so it needs a key unless the
+operator allows anonymous feedback, which is then rate-limited per client, size-capped,
+capped in rows and marked, and left out of the export unless asked for.
+
 The request bodies live in api/schemas.py, the middleware every request passes through in
 api/gate.py, the Prometheus metrics in api/metrics.py; this module holds the routes.
 """
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import secrets
@@ -31,7 +35,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -51,17 +55,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import HEADER, KeyStore, how_to_create
 from api.batching import MicroBatcher, Overloaded
-from api.feedback import FeedbackStore
+from api.feedback import FeedbackFull, FeedbackStore
 from api.gate import MiB, RequestGate
-from api.jobs import JobQueue, SharedEmbedder
+from api.jobs import JobFinishedError, JobQueue, SharedEmbedder
 from api.logs import REQUEST_ID
 from api.metrics import Metrics
+from api.paths import PathView, collection_root
 from api.qa import QA, AskRequest
-from api.schemas import AskIn, FeedbackIn, SearchIn
+from api.ratelimit import ClientRateLimiter
+from api.schemas import AskIn, FeedbackIn, FiltersIn, SearchIn
 from api.uploads import safe_filename, unique_name
 from indexer import store
+from indexer.limits import DEFAULT_LIMITS, ParseLimits
 from indexer.readers import SUPPORTED
 from reader.inference import release_openmp_workers
+from retriever.search import Filters
 
 log = logging.getLogger("spanqa.api")
 
@@ -77,6 +85,12 @@ class Settings:
     keys_file: Path | None = None  # <index>/../api_keys.json
     feedback_db: Path | None = None  # <index>/../feedback.db
     protect_all: bool = False  # every /v1 endpoint but health needs a key
+    # Feedback without a key (else it needs one; protect_all wins): rate-limited per client
+    # address, its fields capped (ANONYMOUS_MAX_CHARS), at most max_rows such rows kept.
+    anonymous_feedback: bool = False
+    anonymous_feedback_per_minute: float = 6.0
+    anonymous_feedback_burst: int = 5
+    anonymous_feedback_max_rows: int = 10_000
     max_batch: int = 8
     batch_wait_ms: float = 5.0
     max_pending: int = 1024  # questions waiting for the model before 503s
@@ -87,6 +101,7 @@ class Settings:
     lock_retry_max_s: float = 5.0
     lock_timeout_s: float = 3600.0
     watch_index_s: float = 2.0  # how often an idle server looks for other writers' updates
+    parse_limits: ParseLimits = DEFAULT_LIMITS  # what one uploaded file may cost to parse
 
     def resolve(self, qa: QA) -> Settings:
         index = Path(self.index or qa.index)
@@ -113,6 +128,10 @@ class _StaticFiles(StaticFiles):
             raise StarletteHTTPException(404, "no static files on this server")
         await super().check_config()
 
+
+# Feedback fields from callers without a key: a question as long as the page allows, a
+# short answer and comment (the schema's own limits are for callers with a key).
+ANONYMOUS_MAX_CHARS = {"question": 1000, "answer": 500, "comment": 500}
 
 PLACEHOLDER = """<!doctype html><html lang="en"><meta charset="utf-8"><title>SpanQA</title>
 <body><h1>SpanQA</h1><p>The web page is not installed on this server. The API is here:
@@ -185,6 +204,10 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     keys = KeyStore(settings.keys_file)
     feedback = FeedbackStore(settings.feedback_db)
+    anonymous_posts = ClientRateLimiter(settings.anonymous_feedback_per_minute,
+                                        settings.anonymous_feedback_burst)
+    uploads_root = Path(settings.uploads_dir).resolve()
+    roots: dict[str, Path | None] = {}  # the collection root of the live generation
 
     # One embedding model, shared by queries and index updates, one caller at a time.
     retriever = qa.retriever
@@ -203,6 +226,7 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
                     max_file_bytes=settings.max_upload_bytes,
                     retry_max_s=settings.lock_retry_max_s,
                     lock_timeout_s=settings.lock_timeout_s, watch_s=settings.watch_index_s,
+                    limits=settings.parse_limits,
                     on_finish=lambda j: metrics.jobs_finished.labels(j.kind, j.status).inc())
     metrics.add_live(qa, jobs, batcher)
 
@@ -251,22 +275,83 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
     key_header = APIKeyHeader(name=HEADER, auto_error=False,
                               description="an API key from `spanqa keys create`")
 
-    def check_key(key: str | None) -> None:
+    def check_key(key: str | None, why: str = "") -> dict:
+        """The record of a valid key, else a 401 saying what is missing (without the keys
+        file's path: the caller has no key and need not learn the server's layout)."""
         if not keys.configured():
             raise HTTPException(401, "this endpoint needs an API key, and no API keys are "
-                                     f"configured on this server: {how_to_create(keys.path)}")
+                                     f"configured on this server: {how_to_create()}")
         if not key:
-            raise HTTPException(401, f"this endpoint needs an API key in the {HEADER} header")
-        if keys.verify(key) is None:
+            raise HTTPException(401, f"this endpoint needs an API key in the {HEADER} "
+                                     f"header{why}")
+        record = keys.verify(key)
+        if record is None:
             raise HTTPException(401, f"invalid API key in the {HEADER} header")
+        return record
+
+    def key_name(key: str | None, why: str = "") -> str:
+        """The name of a valid key ("" for a record without one), else the 401."""
+        return str(check_key(key, why).get("name") or "")
 
     # (Defaults, not Annotated: annotations are strings resolved in the module's globals.)
-    async def write_key(key: str | None = Security(key_header)) -> None:
-        check_key(key)
+    async def write_key(key: str | None = Security(key_header)) -> str:
+        return key_name(key)
 
-    async def read_key(key: str | None = Security(key_header)) -> None:
-        if settings.protect_all:
-            check_key(key)
+    async def read_key(key: str | None = Security(key_header)) -> str | None:
+        """The caller's key name, None without a key (it decides what paths it sees); a
+        wrong key is a 401 even where none is needed (a typo must not quietly turn its
+        caller anonymous)."""
+        return key_name(key) if key or settings.protect_all else None
+
+    async def feedback_key(key: str | None = Security(key_header)) -> str | None:
+        """None for an anonymous post the operator allows; else the key's name or a 401."""
+        if key or settings.protect_all or not settings.anonymous_feedback:
+            return key_name(key, " (this server takes no anonymous feedback)")
+        return None
+
+    # ------------------------------------------------------------------ paths
+
+    def path_view() -> PathView:
+        """What keyless callers see of paths, for the live generation (its collection root
+        is looked up once per generation)."""
+        generation = qa.retriever.generation.name
+        if generation not in roots:
+            with generation_db(qa) as (db, name):
+                paths = [r["path"] for r in db.query("select distinct path from documents")]
+            roots.clear()
+            roots[name] = roots[generation] = collection_root(paths, uploads_root)
+        return PathView(uploads_root, roots[generation])
+
+    async def path_view_async() -> PathView:
+        if qa.retriever.generation.name in roots:
+            return path_view()
+        return await asyncio.to_thread(path_view)
+
+    def public_paths(items: list[dict], view: PathView) -> None:
+        """Answers', hits' and documents' `path` (and a document's metadata path) made
+        public in place; their text is left as it is (offsets point into it)."""
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                item["path"] = view.public(item["path"])
+                metadata = item.get("metadata")
+                if isinstance(metadata, dict) and isinstance(metadata.get("path"), str):
+                    metadata["path"] = view.public(metadata["path"])
+
+    async def server_filters(filters_in: FiltersIn | None, caller: str | None
+                             ) -> Filters | None:
+        """The request's filters with its path prefix turned into a server path, or a 422
+        naming the field."""
+        filters = filters_in.to_filters() if filters_in else None
+        if filters is None or not filters.path_prefix:
+            return filters
+        try:
+            prefix = (await path_view_async()).server_prefix(filters.path_prefix,
+                                                             keyed=caller is not None)
+        except ValueError as exc:
+            raise RequestValidationError([{
+                "loc": ("body", "filters", "path_prefix"), "msg": str(exc),
+                "type": "value_error"}]) from exc
+        return replace(filters, path_prefix=prefix)
 
     write_auth = [Depends(write_key)]
     read_auth = [Depends(read_key)]
@@ -275,8 +360,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
 
     @app.post("/v1/ask", dependencies=read_auth, tags=["questions"],
               summary="answer a question with spans from the indexed documents")
-    async def ask(body: AskIn) -> dict:
-        filters = body.filters.to_filters() if body.filters else None
+    async def ask(body: AskIn, caller: str | None = Depends(read_key)) -> dict:
+        filters = await server_filters(body.filters, caller)
         request = AskRequest(question=body.question, top_k=body.top_k,
                              retrieval_k=body.retrieval_k, filters=filters, mode=body.mode)
         loop = asyncio.get_running_loop()
@@ -288,21 +373,28 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
             raise HTTPException(422, str(exc)) from exc
         except Overloaded as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
-        return {**finite(result.to_dict()), "request_id": request_id()}
+        out = {**finite(result.to_dict()), "request_id": request_id()}
+        if caller is None:
+            public_paths([*out["answers"], *out["passages"], out["best_guess"]],
+                         await path_view_async())
+        return out
 
     @app.post("/v1/search", dependencies=read_auth, tags=["questions"],
               summary="the top passages for a question, without reading them")
-    async def search(body: SearchIn) -> dict:
+    async def search(body: SearchIn, caller: str | None = Depends(read_key)) -> dict:
         retriever = qa.retriever
-        filters = body.filters.to_filters() if body.filters else None
+        filters = await server_filters(body.filters, caller)
         try:
             hits = await asyncio.get_running_loop().run_in_executor(retrieval, partial(
                 retriever.search, body.question, body.top_k, mode=body.mode or qa.mode,
                 filters=filters))
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
-        return {"hits": [finite(asdict(h)) for h in hits],
-                "generation": retriever.generation.name, "request_id": request_id()}
+        found = [finite(asdict(h)) for h in hits]
+        if caller is None:
+            public_paths(found, await path_view_async())
+        return {"hits": found, "generation": retriever.generation.name,
+                "request_id": request_id()}
 
     # ------------------------------------------------------------------ documents
 
@@ -339,7 +431,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/documents", dependencies=read_auth, tags=["documents"],
              summary="the documents in the live index, by path")
     def list_documents(limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                       offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict:
+                       offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                       caller: str | None = Depends(read_key)) -> dict:
         with generation_db(qa) as (db, generation):
             total = next(iter(db.query("select count(*) as n from documents")))["n"]
             rows = list(db.query(
@@ -349,12 +442,14 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
         documents = []
         for row in rows:
             try:
-                metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+                metadata = store.strict_loads(row["metadata"]) if row["metadata"] else {}
             except ValueError:
                 metadata = {}
             documents.append({"id": row["id"], "path": row["path"], "title": row["title"],
                               "passages": row["passages"], "length": row["length"],
                               "mtime": row["mtime"], "metadata": metadata})
+        if caller is None:
+            public_paths(documents, path_view())
         return {"documents": documents, "total": total, "limit": limit, "offset": offset,
                 "generation": generation}
 
@@ -371,22 +466,63 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}", dependencies=read_auth, tags=["documents"],
              summary="the state of an indexing job")
-    def get_job(job_id: str) -> dict:
+    def get_job(job_id: str, caller: str | None = Depends(read_key)) -> dict:
         job = jobs.get(job_id)
         if job is None:
             raise HTTPException(404, f"no job with id {job_id!r}")
-        return job
+        return job if caller is not None else path_view().scrub(job)
+
+    @app.delete("/v1/jobs/{job_id}", status_code=202, dependencies=write_auth,
+                tags=["documents"], summary="cancel an indexing job (409 once it has finished)")
+    def cancel_job(job_id: str) -> dict:
+        try:
+            job = jobs.cancel(job_id)
+        except JobFinishedError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        if job is None:
+            raise HTTPException(404, f"no job with id {job_id!r}")
+        return {**job, "request_id": request_id()}
 
     @app.get("/v1/jobs", dependencies=read_auth, tags=["documents"],
              summary="recent indexing jobs, newest first")
-    def list_jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
-        return {"jobs": jobs.recent(limit), "counts": jobs.counts()}
+    def list_jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                  caller: str | None = Depends(read_key)) -> dict:
+        recent = jobs.recent(limit)
+        return {"jobs": recent if caller is not None else path_view().scrub(recent),
+                "counts": jobs.counts()}
 
     # ------------------------------------------------------------------ feedback
 
-    @app.post("/v1/feedback", status_code=201, dependencies=read_auth, tags=["feedback"],
-              summary="was an answer right? (exported as SQuAD training data)")
-    def post_feedback(body: FeedbackIn) -> dict:
+    def check_anonymous(body: FeedbackIn, request: Request) -> None:
+        """The limits on feedback without a key: field lengths (422 naming the field), then
+        the client's rate (429 with Retry-After)."""
+        too_long = [{"loc": ["body", name], "type": "string_too_long",
+                     "msg": f"at most {limit} characters in feedback sent without an API key "
+                            f"(got {len(value)})", "ctx": {"max_length": limit}}
+                    for name, limit in ANONYMOUS_MAX_CHARS.items()
+                    if len(value := getattr(body, name) or "") > limit]
+        if too_long:
+            raise HTTPException(422, too_long)
+        client = request.client.host if request.client else "unknown"
+        wait = anonymous_posts.take(client)
+        if wait:
+            raise HTTPException(
+                429, f"too much feedback from this client without an API key: at most "
+                     f"{settings.anonymous_feedback_burst} posts at once and "
+                     f"{settings.anonymous_feedback_per_minute:g} a minute; try again in "
+                     f"{math.ceil(wait)} s, or send an API key",
+                headers={"Retry-After": str(math.ceil(wait))})
+
+    @app.post("/v1/feedback", status_code=201, tags=["feedback"],
+              summary="was an answer right? (exported as SQuAD training data)",
+              description=f"Needs an API key in the `{HEADER}` header unless the server takes "
+                          "anonymous feedback (`spanqa serve --anonymous-feedback`), which is "
+                          "rate-limited per client, capped and left out of the export unless "
+                          "asked for.")
+    def post_feedback(body: FeedbackIn, request: Request,
+                      caller: str | None = Depends(feedback_key)) -> dict:
+        if caller is None:
+            check_anonymous(body, request)
         with generation_db(qa) as (db, generation):
             rows = list(db.query(
                 "select p.id, p.document_id, p.title, p.text, d.path from passages p "
@@ -401,34 +537,43 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
         if body.correct and text[body.start:body.end] != body.answer:
             raise HTTPException(422, f"the answer is not the passage's text[{body.start}:"
                                      f"{body.end}] ({text[body.start:body.end]!r})")
-        feedback_id = feedback.add({
-            "question": body.question, "answer": body.answer, "passage_id": passage["id"],
-            "document_id": passage["document_id"], "title": passage["title"],
-            "path": passage["path"], "context": text, "start": body.start, "end": body.end,
-            "correct": body.correct, "comment": body.comment, "request_id": request_id(),
-            "generation": generation})
-        return {"id": feedback_id, "request_id": request_id()}
+        try:
+            feedback_id = feedback.add({
+                "question": body.question, "answer": body.answer, "passage_id": passage["id"],
+                "document_id": passage["document_id"], "title": passage["title"],
+                "path": passage["path"], "context": text, "start": body.start, "end": body.end,
+                "correct": body.correct, "comment": body.comment, "request_id": request_id(),
+                "generation": generation, "key_name": caller,
+            }, max_anonymous=settings.anonymous_feedback_max_rows)
+        except FeedbackFull as exc:
+            raise HTTPException(507, str(exc)) from exc
+        return {"id": feedback_id, "anonymous": caller is None, "request_id": request_id()}
 
     @app.get("/v1/feedback/export", dependencies=write_auth, tags=["feedback"],
              summary="answers marked correct, as SQuAD v1.1 JSON")
-    def export_feedback() -> dict:
-        return feedback.export_squad()
+    def export_feedback(include_anonymous: Annotated[bool, Query(
+            description="also the feedback sent without an API key (and feedback stored "
+                        "before keys were recorded); left out by default: this is "
+                        "training data")] = False) -> dict:
+        return feedback.export_squad(include_anonymous=include_anonymous)
 
     # ------------------------------------------------------------------ service
 
     @app.get("/v1/health", tags=["service"], summary="liveness and the live index")
-    def health() -> dict:
+    def health(key: str | None = Security(key_header)) -> dict:
         retriever = qa.retriever
+        keyed = keys.verify(key) is not None  # never a 401 here: probes send no key
+        reader = settings.reader_name if keyed else path_view().public(settings.reader_name)
         return {"status": "ok", "generation": retriever.generation.name,
                 "documents": retriever.manifest.get("documents", 0),
-                "passages": retriever.passages, "reader": settings.reader_name}
+                "passages": retriever.passages, "reader": reader}
 
     @app.get("/v1/stats", dependencies=read_auth, tags=["service"],
              summary="index, reader, calibration, batching and job statistics")
-    def stats() -> dict:
+    def stats(caller: str | None = Depends(read_key)) -> dict:
         calibration = asdict(qa.calibration)
         calibration["source"] = "fitted" if qa.calibration.fitted else "defaults"
-        return finite({
+        out = finite({
             "index": qa.retriever.stats(),
             "reader": {"name": settings.reader_name,
                        "device": str(getattr(qa.reader, "device", "")),
@@ -441,9 +586,12 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
             "batching": batcher.stats(),
             "jobs": jobs.counts(),
             "feedback": feedback.counts(),
-            "auth": {"keys": len(keys.records()), "protect_all": settings.protect_all},
+            "auth": {"keys": len(keys.records()), "protect_all": settings.protect_all,
+                     "anonymous_feedback": settings.anonymous_feedback
+                     and not settings.protect_all},
             "uptime_s": round(time.time() - started_at, 1),
         })
+        return out if caller is not None else path_view().scrub(out)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from indexer import store
 from indexer.chunking import ChunkConfig, chunk_document
 from indexer.dense import build_faiss, save_faiss
 from indexer.embedding import DEFAULT_EMBEDDER, Embedder, resolve_embedder
+from indexer.isolation import Cancelled, open_reader
 from indexer.layout import IndexDir
+from indexer.limits import DEFAULT_LIMITS, ParseLimits
 from indexer.readers import MAX_FILE_BYTES, iter_documents
 from indexer.records import Document, Passage, Skipped
 from indexer.units import dense_units
@@ -112,11 +115,17 @@ def update_index(
     embedder: Embedder | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     progress: bool = True,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    cancelled: Callable[[], bool] | None = None,
 ) -> BuildReport:
     """Add new and changed documents from `add`, drop `remove` (ids or paths), publish.
 
     `rebuild` starts from an empty index instead of the live one (that is `index build`).
+    Files are parsed under `limits` (limits.py; by default in a worker process). When
+    `cancelled` says yes (asked between files, while a file parses, and before publishing)
+    the update raises Cancelled and the live generation stays as it was.
     """
+    cancelled = cancelled or (lambda: False)
     began = time.perf_counter()
     layout = IndexDir(index)
     report = BuildReport()
@@ -140,7 +149,8 @@ def update_index(
         documents, passages, vectors, owners = _load_previous(previous)
 
         removed = _remove(documents, passages, remove, report)
-        new_docs = _read_new(add, documents, max_file_bytes, report, progress)
+        new_docs = _read_new(add, documents, max_file_bytes, report, progress, limits,
+                             cancelled)
         for doc in new_docs:
             if doc.id in documents:
                 removed.add(doc.id)  # a changed document: its old passages go
@@ -172,9 +182,15 @@ def update_index(
         for doc in new_docs:
             documents[doc.id] = store.document_row(doc)
 
+        _check(cancelled)
         generation = layout.new_generation()
-        _write_generation(generation, documents, all_passages, all_vectors, all_owners, config,
-                          progress)
+        try:
+            _write_generation(generation, documents, all_passages, all_vectors, all_owners,
+                              config, progress)
+            _check(cancelled)  # the last moment a cancel counts: after this it is published
+        except BaseException:
+            shutil.rmtree(generation, ignore_errors=True)
+            raise
         layout.publish(generation)
         report.generation = generation.name
         report.documents, report.passages = len(documents), len(all_passages)
@@ -234,21 +250,30 @@ def _remove(documents: dict[str, dict], passages: list[Passage], names: Sequence
     return removed
 
 
+def _check(cancelled: Callable[[], bool]) -> None:
+    if cancelled():
+        raise Cancelled("cancelled before the new index generation was published")
+
+
 def _read_new(paths: Sequence[str | Path], documents: dict[str, dict], max_file_bytes: int,
-              report: BuildReport, progress: bool) -> list[Document]:
+              report: BuildReport, progress: bool, limits: ParseLimits,
+              cancelled: Callable[[], bool]) -> list[Document]:
     """New and changed documents (by content hash); unchanged ones are only counted."""
     new: dict[str, Document] = {}
     bar = tqdm(desc="read", unit="doc", disable=not progress)
-    for item in iter_documents(paths, max_bytes=max_file_bytes):
-        bar.update(1)
-        if isinstance(item, Skipped):
-            report.skipped.append(item)
-        elif item.id in new:
-            report.skipped.append(Skipped(item.path, f"duplicate document id {item.id}"))
-        elif item.id in documents and documents[item.id]["content_hash"] == item.content_hash:
-            report.unchanged += 1
-        else:
-            new[item.id] = item
+    with open_reader(limits, max_bytes=max_file_bytes, cancelled=cancelled) as read:
+        for item in iter_documents(paths, max_bytes=max_file_bytes, read=read):
+            _check(cancelled)  # between files (and records): nothing read so far is kept
+            bar.update(1)
+            if isinstance(item, Skipped):
+                report.skipped.append(item)
+            elif item.id in new:
+                report.skipped.append(Skipped(item.path, f"duplicate document id {item.id}"))
+            elif (item.id in documents
+                  and documents[item.id]["content_hash"] == item.content_hash):
+                report.unchanged += 1
+            else:
+                new[item.id] = item
     bar.close()
     return list(new.values())
 
@@ -274,4 +299,4 @@ def _write_generation(generation: Path, documents: dict[str, dict], passages: li
     manifest = {"config": asdict(config), "documents": len(documents), "passages": len(passages),
                 "units": len(owners), "dim": int(vectors.shape[1]) if vectors.size else 0,
                 "created": time.time()}
-    (generation / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (generation / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")

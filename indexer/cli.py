@@ -7,11 +7,42 @@ import json
 import sys
 
 from indexer.embedding import EMBEDDER_BACKENDS
+from indexer.limits import DEFAULT_LIMITS, MiB, ParseLimits
 from reader.paths import default_index
 
 
 def _index_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", default=str(default_index()), help="index directory")
+
+
+def add_limit_arguments(p: argparse.ArgumentParser) -> None:
+    """What one file may cost to parse (indexer/limits.py); `spanqa serve` takes them too."""
+    d = DEFAULT_LIMITS
+    p.add_argument("--parse-timeout", type=float, default=d.seconds, metavar="S",
+                   help="seconds one file may take to parse; slower files are skipped "
+                        f"(default {d.seconds:g})")
+    p.add_argument("--parse-memory-mb", type=int, default=d.memory_bytes // MiB, metavar="MB",
+                   help="address space of the parse worker process; a file needing more is "
+                        f"skipped (default {d.memory_bytes // MiB})")
+    p.add_argument("--max-unpacked-mb", type=int, default=d.max_member_bytes // MiB,
+                   metavar="MB", help="unpacked size of one DOCX (zip) member "
+                                      f"(default {d.max_member_bytes // MiB})")
+    p.add_argument("--max-unpacked-total-mb", type=int, default=d.max_unpacked_bytes // MiB,
+                   metavar="MB", help="unpacked size of all members of one DOCX (zip) "
+                                      f"(default {d.max_unpacked_bytes // MiB})")
+    p.add_argument("--max-depth", type=int, default=d.max_depth, metavar="N",
+                   help=f"element nesting of an HTML page (default {d.max_depth}; the parser "
+                        "stops at 2047 whatever this says)")
+    p.add_argument("--no-parse-worker", action="store_true",
+                   help="parse in this process (trusted files only): no memory or time limit")
+
+
+def limits_from_args(args: argparse.Namespace) -> ParseLimits:
+    return ParseLimits(
+        max_member_bytes=args.max_unpacked_mb * MiB,
+        max_unpacked_bytes=args.max_unpacked_total_mb * MiB, max_depth=args.max_depth,
+        seconds=args.parse_timeout, memory_bytes=args.parse_memory_mb * MiB,
+        isolated=not args.no_parse_worker)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,12 +65,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="auto: on a CPU OpenVINO (bf16 where the CPU has bf16 units; "
                             "else ONNX Runtime with int8 weights), PyTorch on a GPU")
     build.add_argument("--max-file-mb", type=float, default=50.0)
+    add_limit_arguments(build)
     build.set_defaults(func=_run_update, rebuild=True)
 
     add = isub.add_parser("add", help="index new and changed files (unchanged ones are kept)")
     add.add_argument("paths", nargs="+")
     _index_arg(add)
     add.add_argument("--max-file-mb", type=float, default=50.0)
+    add_limit_arguments(add)
     add.set_defaults(func=_run_update, rebuild=False)
 
     remove = isub.add_parser("remove", help="remove documents by id or path")
@@ -86,7 +119,8 @@ def _run_update(args: argparse.Namespace) -> int:
                              faiss=args.faiss, backend=args.embedder_backend,
                              sentence_words=args.sentence_words)
     report = update_index(args.index, add=args.paths, rebuild=args.rebuild, config=config,
-                          max_file_bytes=int(args.max_file_mb * 1024 * 1024))
+                          max_file_bytes=int(args.max_file_mb * 1024 * 1024),
+                          limits=limits_from_args(args))
     print(report.table())
     return 0
 
@@ -102,7 +136,7 @@ def _run_remove(args: argparse.Namespace) -> int:
 def _run_stats(args: argparse.Namespace) -> int:
     from retriever.search import Retriever
 
-    print(json.dumps(Retriever(args.index).stats(), indent=2))
+    print(json.dumps(Retriever(args.index).stats(), indent=2, allow_nan=False))
     return 0
 
 

@@ -12,17 +12,19 @@ import codecs
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bs4 import BeautifulSoup, NavigableString
-from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
-from charset_normalizer import from_bytes
-
+from indexer.archive import ArchiveLimitError, check_zip
+from indexer.decoding import decode_utf16, guess_legacy
+from indexer.html_text import HtmlError, read_page
+from indexer.limits import DEFAULT_LIMITS, ParseLimits
 from indexer.records import Document, Section, Skipped
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl")
@@ -64,14 +66,20 @@ def content_hash(text: str) -> str:
 
 
 def iter_documents(
-    paths: Iterable[str | Path], *, max_bytes: int = MAX_FILE_BYTES
+    paths: Iterable[str | Path],
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
+    read: Callable[[Path], list[Result]] | None = None,
 ) -> Iterator[Result]:
     """Documents (and Skipped) from files and folders, in a deterministic order.
 
     Folders are walked recursively in sorted order, skipping hidden entries (".git",
     ".DS_Store"); a file named explicitly is read even if hidden. A file reached twice (named
     twice, or inside two named folders) is read once, since its documents would share ids.
+    `read` replaces `read_file` for each file: the isolated parser (isolation.py) comes in
+    here, so that the walk itself, which opens no file, stays in the calling process.
     """
+    read = read or partial(read_file, max_bytes=max_bytes)
     seen: set[Path] = set()
     for given in paths:
         path = Path(given)
@@ -87,7 +95,7 @@ def iter_documents(
             if key in seen:
                 continue
             seen.add(key)
-            yield from read_file(item, max_bytes=max_bytes)
+            yield from read(item)
 
 
 def _identity(path: Path) -> Path:
@@ -120,9 +128,13 @@ def _walk(folder: Path) -> Iterator[Path | Skipped]:
 # one file
 
 
-def read_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> list[Result]:
+def read_file(
+    path: str | Path, *, max_bytes: int = MAX_FILE_BYTES, limits: ParseLimits = DEFAULT_LIMITS
+) -> list[Result]:
     """All documents in one file; any failure becomes a `Skipped`, never an exception,
-    because one bad file must never abort a build.
+    because one bad file must never abort a build. The one exception is MemoryError: in
+    the parse worker it means the worker's memory limit, which the parent reports
+    (isolation.py); in-process it is the whole process running out, not one file's fault.
 
     `Document.path` is the resolved path (what ids derive from); `Skipped.path` is the path
     as given, which reads better in a report and exists even when the file does not.
@@ -134,10 +146,13 @@ def read_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> list[Resu
         return [Skipped(str(path), f"unsupported file type {suffix or '(no extension)'}")]
     try:
         data, mtime = _read_bytes(path, max_bytes)
-        results = reader(path, data)
+        limited = reader in _LIMITED_READERS
+        results = reader(path, data, limits) if limited else reader(path, data)
         return [_stamp(item, mtime) for item in results]
     except _Unreadable as exc:
         return [Skipped(str(path), exc.reason)]
+    except MemoryError:
+        raise
     except Exception as exc:  # one bad file must never abort a build
         return [Skipped(str(path), _describe(exc))]
 
@@ -218,13 +233,16 @@ _BINARY_SAMPLE = 1 << 20  # characters looked at: enough to tell, cheap on a 50 
 
 
 def _decode(data: bytes, declared: str | None = None) -> str:
-    """Bytes to text: a BOM wins, then a declared charset (HTML), then UTF-8, then
-    charset-normalizer's guess. Raises _Unreadable for binary or undecodable content."""
+    """Bytes to text: a BOM wins, then UTF-16 without a BOM (NUL bytes on one side of the
+    byte pairs), then a declared charset (HTML), then strict UTF-8, then the most plausible
+    legacy reading (indexer/decoding.py). Raises _Unreadable for binary or undecodable
+    content rather than return a garbled reading."""
     text = _decode_bom(data)
     if text is None:
         if b"\x00" in data:
-            raise _Unreadable("binary file")
-        text = _decode_declared(data, declared) if declared else None
+            text = _decode_utf16(data)
+        else:
+            text = _decode_declared(data, declared) if declared else None
     if text is None:
         try:
             text = data.decode("utf-8")
@@ -245,6 +263,15 @@ def _decode_bom(data: bytes) -> str | None:
     return None
 
 
+def _decode_utf16(data: bytes) -> str:
+    """NUL bytes in a text file mean UTF-16 without a BOM, or binary: UTF-16 only if one
+    byte order decodes strictly to plausible text."""
+    text = decode_utf16(data)
+    if text is None:
+        raise _Unreadable("binary file")
+    return text
+
+
 def _decode_declared(data: bytes, declared: str) -> str | None:
     """Decodes with an HTML-declared charset the way browsers do: latin-1/ascii mean cp1252,
     a UTF-16/32 declaration in an ASCII-compatible file is wrong; None when it does not fit."""
@@ -263,23 +290,12 @@ def _decode_declared(data: bytes, declared: str) -> str | None:
 
 
 def _guess_decode(data: bytes) -> str:
-    """charset-normalizer's best guess, preferring cp1252 when it fits equally well: on short
-    Western text the library often ties cp1252 with exotic code pages and picks one of those."""
-    matches = list(from_bytes(data))
-    if not matches:
-        raise _Unreadable("undecodable text")
-    best = matches[0]
-    for match in matches:
-        if (
-            "cp1252" in match.could_be_from_charset
-            and match.chaos <= best.chaos
-            and match.coherence >= best.coherence
-        ):
-            try:
-                return data.decode("cp1252")
-            except UnicodeDecodeError:
-                break
-    return str(best)
+    """The most plausible legacy reading (cp1252 on a tie); a file that no encoding reads
+    plausibly is skipped, never indexed garbled."""
+    guess = guess_legacy(data)
+    if guess is None:
+        raise _Unreadable("undecodable text (not UTF-8, and no legacy encoding reads as text)")
+    return guess[0]
 
 
 def _looks_binary(text: str) -> bool:
@@ -324,93 +340,21 @@ def _markdown_title(text: str) -> str | None:
 # --------------------------------------------------------------------------------------
 # HTML
 
-# <title> is read before these go; outside <head> (html.parser makes none) it is not shown
-_INVISIBLE_TAGS = (
-    "script", "style", "noscript", "template", "head", "title", "svg", "canvas", "iframe",
-    "object", "embed",
-)  # fmt: skip
-_BLOCK_TAGS = (
-    "address", "article", "aside", "blockquote", "body", "br", "caption", "dd", "details",
-    "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1",
-    "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "html", "legend", "li", "main",
-    "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "tfoot", "thead", "tr",
-    "ul",
-)  # fmt: skip
-_CELL_TAGS = ("td", "th")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
-_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
-_DISPLAY_NONE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 
 
-def _read_html(path: Path, data: bytes) -> list[Result]:
-    """Visible text, one paragraph per block element; encoding from BOM, <meta>, or guess."""
+def _read_html(path: Path, data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> list[Result]:
+    """Visible text, one paragraph per block element (see html_text.py); encoding from BOM,
+    <meta>, or guess. The decoded text goes to the parser as UTF-8, so that a <meta charset>
+    cannot make it decode the page a second time, differently."""
     match = _META_CHARSET.search(data[:4096])
     declared = match.group(1).decode("ascii") if match else None
-    soup = BeautifulSoup(_decode(data, declared), "html.parser")
-    title = _html_title(soup) or path.stem
-    _drop_invisible(soup)
-    return [_make_document(path, title, _html_text(soup))]
-
-
-class _Break(NavigableString):
-    """A marker put around block elements: where one paragraph ends and the next starts."""
-
-
-_NOT_TEXT = (Comment, Declaration, Doctype, ProcessingInstruction)
-
-
-def _collapse(text: str) -> str:
-    return _HTML_SPACE.sub(" ", text).strip()
-
-
-def _html_title(soup: Any) -> str | None:
-    for tag in (soup.find("title"), soup.find("h1")):
-        if tag is not None and (title := _collapse(tag.get_text(" "))):
-            return title
-    return None
-
-
-def _drop_invisible(soup: Any) -> None:
-    """Removes what a browser would not show: scripts, styles, <head>, hidden elements."""
-    for tag in soup.find_all(_INVISIBLE_TAGS):
-        tag.decompose()
-    hidden = [
-        tag
-        for tag in soup.find_all(True)
-        if tag.has_attr("hidden") or _DISPLAY_NONE.search(str(tag.get("style", "")))
-    ]
-    for tag in hidden:
-        if not tag.decomposed:
-            tag.decompose()
-
-
-def _html_text(soup: Any) -> str:
-    """Visible text with every block element as a paragraph: break markers go around block
-    tags, then the strings are read in document order (no recursion: deep nesting is fine)."""
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before(_Break(""))
-        tag.insert_after(_Break(""))
-    for tag in soup.find_all(_CELL_TAGS):
-        tag.insert_after(NavigableString(" "))
-
-    blocks: list[str] = []
-    pieces: list[str] = []
-    for node in list(soup.descendants):
-        if isinstance(node, _Break):
-            blocks.append(_join_block(pieces))
-            pieces = []
-        elif isinstance(node, NavigableString) and not isinstance(node, _NOT_TEXT):
-            in_pre = node.find_parent("pre") is not None
-            pieces.append(str(node) if in_pre else _HTML_SPACE.sub(" ", str(node)))
-    blocks.append(_join_block(pieces))
-    return PARAGRAPH_BREAK.join(block for block in blocks if block)
-
-
-def _join_block(pieces: list[str]) -> str:
-    """One paragraph: inline pieces joined, blank lines (from <pre>) squeezed, ends trimmed."""
-    text = _normalise_newlines("".join(pieces))
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    text = _decode(data, declared)
+    try:
+        page = read_page(text.encode("utf-8", "replace"), limits.max_depth)
+    except HtmlError as exc:
+        raise _Unreadable(str(exc)) from exc
+    return [_make_document(path, page.title or path.stem, PARAGRAPH_BREAK.join(page.blocks))]
 
 
 # --------------------------------------------------------------------------------------
@@ -486,12 +430,19 @@ def _pdf_title(reader: Any) -> str | None:
 # DOCX
 
 
-def _read_docx(path: Path, data: bytes) -> list[Result]:
-    """Body paragraphs and table cells in document order, one paragraph each."""
+def _read_docx(path: Path, data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> list[Result]:
+    """Body paragraphs and table cells in document order, one paragraph each. The zip is
+    checked against the unpacked-size limits first (archive.py): python-docx reads every
+    part whole. Its XML parser stops at 256 levels of nesting, with an error, not a cut."""
     import docx
 
     try:
+        check_zip(data, limits)
         document = docx.Document(io.BytesIO(data))
+    except ArchiveLimitError as exc:
+        raise _Unreadable(str(exc)) from exc
+    except MemoryError:
+        raise
     except Exception as exc:  # BadZipFile, PackageNotFoundError, KeyError, lxml errors
         raise _Unreadable(f"unreadable DOCX ({_describe(exc)})") from exc
     paragraphs = list(_docx_paragraphs(document))
@@ -535,10 +486,48 @@ def _docx_title(document: Any, paragraphs: list[Any]) -> str | None:
 _RECORD_FIELDS = ("id", "title", "text", "metadata")
 
 
+class _NonFinite:
+    """What NaN, Infinity and -Infinity (which Python's json accepts) and numbers beyond a
+    float's range (1e999) parse to, instead of a float: stored, they would make the
+    metadata invalid JSON, which SQLite's JSON functions (tag filters) refuse. A record
+    holding one is skipped by `_parse_record`, naming the field."""
+
+    __slots__ = ("literal",)
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _float_or_marker(literal: str) -> float | _NonFinite:
+    value = float(literal)
+    return value if math.isfinite(value) else _NonFinite(literal)
+
+
+def _loads(text: str) -> Any:
+    """json.loads that marks non-finite numbers (`_NonFinite`) rather than turning them
+    into floats that strict JSON cannot write back."""
+    return json.loads(text, parse_constant=_NonFinite, parse_float=_float_or_marker)
+
+
+def _non_finite_field(record: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, literal) of the first non-finite number in a record, e.g. ("metadata.score",
+    "NaN"); iterative, since a record may nest as deep as the JSON parser allows."""
+    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in reversed(record.items())]
+    while stack:
+        field, value = stack.pop()
+        if isinstance(value, _NonFinite):
+            return field, value.literal
+        if isinstance(value, dict):
+            stack.extend((f"{field}.{k}", v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{field}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None
+
+
 def _read_json(path: Path, data: bytes) -> list[Result]:
     """A list of records, {"records" | "documents": [...]}, one record, or SQuAD."""
     try:
-        value = json.loads(_decode(data))
+        value = _loads(_decode(data))
     except json.JSONDecodeError as exc:
         raise _Unreadable(f"invalid JSON: {exc}") from exc
     if _is_squad(value):
@@ -566,7 +555,7 @@ def _read_jsonl(path: Path, data: bytes) -> list[Result]:
         if not line.strip():
             continue
         try:
-            record: Any = json.loads(line)
+            record: Any = _loads(line)
         except json.JSONDecodeError as exc:
             record = _Unreadable(f"invalid JSON ({exc.msg}, column {exc.colno})")
         entries.append((f"line {number}", str(number), record))
@@ -595,11 +584,21 @@ def _records_to_documents(path: Path, entries: list[tuple[str, str, Any]]) -> li
 def _parse_record(record: Any, fallback_id: str) -> tuple[str, str | None, str, dict[str, Any]]:
     """(id, title, text, metadata) of one record. A record without an id is keyed by its
     position (record index for .json, line number for .jsonl); fields other than id, title,
-    text and metadata go into metadata (the record's own metadata wins on a clash)."""
+    text and metadata go into metadata (the record's own metadata wins on a clash). A
+    NaN or infinite number anywhere in the record rejects it: metadata is stored as strict
+    JSON."""
     if isinstance(record, _Unreadable):
         raise record
     if not isinstance(record, dict):
         raise _Unreadable(f"record is a {type(record).__name__}, not an object")
+    if (non_finite := _non_finite_field(record)) is not None:
+        field, literal = non_finite
+        raw = record.get("id")
+        plain_id = isinstance(raw, str | int) and not isinstance(raw, bool)
+        named = f"record {raw!r}: " if plain_id else ""
+        why = ("beyond a float's range (it would be stored as Infinity)" if literal[-1:].isdigit()
+               else "which strict JSON does not allow (no NaN or Infinity)")
+        raise _Unreadable(f"{named}{field} is {literal}, {why}")
     if "text" not in record:
         raise _Unreadable("no text field")
     text = record["text"]
@@ -680,7 +679,7 @@ def _squad_article(article: Any, index: int) -> tuple[str, str, list[Section]]:
 
 # --------------------------------------------------------------------------------------
 
-_READERS: dict[str, Callable[[Path, bytes], list[Result]]] = {
+_READERS: dict[str, Callable[..., list[Result]]] = {
     ".txt": _read_text,
     ".md": _read_markdown,
     ".markdown": _read_markdown,
@@ -691,3 +690,5 @@ _READERS: dict[str, Callable[[Path, bytes], list[Result]]] = {
     ".json": _read_json,
     ".jsonl": _read_jsonl,
 }
+# readers that take the ParseLimits as a third argument
+_LIMITED_READERS = (_read_html, _read_docx)

@@ -1,13 +1,15 @@
-"""Checking that SQLite, BM25, FAISS and the stored embeddings describe the same passages."""
+"""Checking that SQLite, BM25, FAISS and the stored embeddings describe the same passages,
+and that the JSON the index stores (manifest, document metadata) is strict JSON."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import sqlite_utils
 
 from indexer import store
-from indexer.build import BM25_DIR, EMBEDDINGS, FAISS_FILE, load_units, read_manifest
+from indexer.build import BM25_DIR, EMBEDDINGS, FAISS_FILE, MANIFEST, load_units, read_manifest
 from indexer.dense import load_faiss
 from indexer.layout import IndexDir
 from retriever.bm25 import BM25Index
@@ -35,6 +37,7 @@ def verify_index(index: str | Path) -> list[str]:
                                "(select 1 from passages p where p.document_id = d.id)"))["c"]
     if empty_docs:
         problems.append(f"{empty_docs} documents have no passages")
+    problems.extend(_json_problems(db, generation))
     vectors = np.load(generation / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
     if n:
         bm25 = BM25Index.load(generation / BM25_DIR)
@@ -55,4 +58,36 @@ def verify_index(index: str | Path) -> list[str]:
                              atol=1e-3):
             problems.append("embeddings are not unit length")
     db.conn.close()
+    return problems
+
+
+_NAMED = 5  # offending rows a problem names; the rest are counted
+
+
+def _json_problems(db: sqlite_utils.Database, generation: Path) -> list[str]:
+    """Stored JSON that strict JSON readers refuse: the manifest, and document metadata
+    that SQLite's `json_valid` rejects or that holds NaN/Infinity (which Python reads
+    without complaint, but SQLite's JSON functions do not: every tag-filtered search would
+    fail on such a row)."""
+    problems: list[str] = []
+    try:
+        store.strict_loads((generation / MANIFEST).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        problems.append(f"{MANIFEST} is not strict JSON ({exc})")
+    bad: list[str] = []
+    rows = db.query("select id, path, metadata, json_valid(metadata) as valid from documents "
+                    "where metadata is not null order by id")
+    for row in rows:
+        reason = None if row["valid"] else "SQLite's json_valid rejects it"
+        try:
+            store.strict_loads(row["metadata"])
+        except (TypeError, ValueError) as exc:
+            reason = str(exc)
+        if reason is not None:
+            bad.append(f"document {row['id']} ({row['path']}): {reason}")
+    if bad:
+        more = f"; and {len(bad) - _NAMED} more" if len(bad) > _NAMED else ""
+        problems.append(f"{len(bad)} documents have metadata that is not strict JSON "
+                        f"(remove them, `spanqa index remove ID`, or rebuild the index): "
+                        + "; ".join(bad[:_NAMED]) + more)
     return problems

@@ -299,7 +299,7 @@ class BM25Index:
         with _atomic_file(directory / _ARRAYS_FILE) as handle:
             np.savez(handle, **arrays)  # numeric and unicode arrays only: never pickled
         with _atomic_file(directory / _VOCAB_FILE) as handle:
-            handle.write(json.dumps(meta).encode("ascii"))
+            handle.write(json.dumps(meta, allow_nan=False).encode("ascii"))
 
     @classmethod
     def load(cls, path: str | Path) -> BM25Index:

@@ -238,8 +238,10 @@ class Retriever:
             where.append("d.title = ?")
             args.append(filters.title)
         for tag in filters.tags:
-            where.append("exists (select 1 from json_each(d.metadata, '$.tags') t "
-                         "where t.value = ?)")
+            # Metadata that is not strict JSON (written before it was checked, or edited by
+            # hand) matches no tag instead of failing every filtered search; verify reports it.
+            where.append("exists (select 1 from json_each(case when json_valid(d.metadata) "
+                         "then d.metadata else '{}' end, '$.tags') t where t.value = ?)")
             args.append(tag)
         sql = ("select p.row from passages p join documents d on d.id = p.document_id where "
                + " and ".join(where))
@@ -265,7 +267,7 @@ class Retriever:
 def hits_json(hits: list[Hit]) -> str:
     from dataclasses import asdict
 
-    return json.dumps([asdict(h) for h in hits], ensure_ascii=False, indent=2)
+    return json.dumps([asdict(h) for h in hits], ensure_ascii=False, indent=2, allow_nan=False)
 
 
 def _expand(path: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.jsonfile import write_json_atomic
+from indexer import store
 from indexer.build import IndexConfig, update_index
 from indexer.embedding import Embedder
 from indexer.layout import IndexBusyError, IndexDir
 from indexer.readers import document_id
+from indexer.records import Document
 from indexer.verify import verify_index
 from retriever.search import Filters, Fusion, Retriever, convex_fuse
 from retriever.text import tokenize
@@ -270,3 +274,82 @@ def test_hybrid_scores_every_candidate_by_both_retrievers(tmp_path, embedder):
                  "--json", "--top-k", "1")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)[0]["score"] == pytest.approx(2 / 61)
+
+
+# --------------------------------------------------------------------------------------
+# strict JSON (issue 24): a NaN in one record's metadata used to be stored as written, after
+# which every tag-filtered search failed in SQLite ("malformed JSON") and verify saw nothing
+
+
+def test_a_nan_record_is_skipped_and_tag_filters_keep_working(tmp_path, embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    lines = [
+        json.dumps({"id": "nile", "title": "Nile", "text": "The Nile is a major river in "
+                    "Africa.", "metadata": {"tags": ["rivers"], "score": 0.5}}),
+        '{"id": "n1", "title": "Danube", "text": "The Danube is a river in Europe.", '
+        '"metadata": {"tags": ["rivers"], "score": NaN}}',
+        json.dumps({"id": "k2", "title": "K2", "text": "K2 is the second highest mountain.",
+                    "metadata": {"tags": ["mountains"]}}),
+    ]
+    (docs / "notes.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    index = tmp_path / "idx"
+    report = update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    assert report.documents == 2
+    assert [(s.path, s.reason) for s in report.skipped] == [(
+        str(docs / "notes.jsonl"),
+        "line 2: record 'n1': metadata.score is NaN, which strict JSON does not allow "
+        "(no NaN or Infinity)")]
+    assert verify_index(index) == []
+    retriever = Retriever(index, embedder=embedder)
+    for mode in ("bm25", "dense", "hybrid"):
+        hits = retriever.search("Which river is in Europe?", 10, mode, Filters(tags=("rivers",)))
+        assert [h.title for h in hits] == ["Nile"], mode
+        hits = retriever.search("highest mountain", 10, mode, Filters(tags=("mountains",)))
+        assert [h.title for h in hits] == ["K2"], mode
+
+
+def test_verify_reports_metadata_that_is_not_strict_json(tmp_path, embedder):
+    docs = write_docs(tmp_path / "docs", DOCS)
+    index = tmp_path / "idx"
+    update_index(index, add=[docs], rebuild=True, embedder=embedder, progress=False)
+    assert verify_index(index) == []
+    nile = document_id(docs / "notes.jsonl", "nile")
+    k2 = document_id(docs / "notes.jsonl", "k2")
+    conn = sqlite3.connect(IndexDir(index).current() / store.DB_FILE)
+    with conn:  # what an older SpanQA stored, and a hand edit gone wrong
+        conn.execute("update documents set metadata = ? where id = ?",
+                     ('{"tags": ["rivers"], "score": NaN}', nile))
+        conn.execute("update documents set metadata = ? where id = ?", ('{"tags": ["mou', k2))
+    conn.close()
+
+    problems = verify_index(index)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("2 documents have metadata that is not strict JSON")
+    assert f"document {nile} ({docs / 'notes.jsonl'}): NaN is not valid JSON" in problems[0]
+    assert f"document {k2} (" in problems[0]
+    run = spanqa("index", "verify", "--index", str(index))
+    assert run.returncode == 1 and nile in run.stdout and k2 in run.stdout
+
+    # Searching still works: a row whose metadata does not parse matches no tag.
+    retriever = Retriever(index, embedder=embedder)
+    assert retriever.search("river", 10, "bm25", Filters(tags=("rivers",))) == []
+    hits = retriever.search("capital", 10, "bm25", Filters(path_prefix=str(docs / "asia")))
+    assert [h.title for h in hits] == ["Japan"]
+
+
+def test_stored_json_refuses_nan_and_infinity(tmp_path):
+    """The writers are strict too: a non-finite number that got past the readers is an error
+    where it is written, not a broken index or file found later."""
+    document = Document(id="d", path="/d.txt", title="d", text="text", content_hash="h",
+                        metadata={"score": float("nan")})
+    with pytest.raises(ValueError, match="JSON compliant"):
+        store.document_row(document)
+    target = tmp_path / "calibration.json"
+    with pytest.raises(ValueError, match=f"not writing {target}"):
+        write_json_atomic(target, {"ece": float("inf")})
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
+    write_json_atomic(target, {"ece": 0.25})
+    assert store.strict_loads(target.read_text()) == {"ece": 0.25}
+    with pytest.raises(ValueError, match="-Infinity is not valid JSON"):
+        store.strict_loads('{"x": -Infinity}')

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import squad_file
 
 from indexer import readers
+from indexer.limits import MiB, ParseLimits
 from indexer.readers import (
     MAX_FILE_BYTES,
     SUPPORTED,
@@ -223,6 +225,37 @@ def test_html_with_only_scripts_is_empty(tmp_path):
     assert only_skipped(path).reason == "empty document"
 
 
+def nested_html(depth: int) -> str:
+    return f"<html><body>{'<div>' * depth}bottom{'</div>' * depth}<p>after</p></body></html>"
+
+
+@pytest.mark.parametrize("depth", [1_500, 100_000])
+def test_html_nested_past_the_depth_limit_is_skipped_not_cut(tmp_path, depth):
+    path = tmp_path / "deep.html"
+    path.write_text(nested_html(depth), encoding="utf-8")
+    assert only_skipped(path).reason == "HTML nested deeper than the 1024-level limit"
+
+
+def test_html_deeper_than_the_parser_goes_is_skipped_whatever_the_limit(tmp_path):
+    path = tmp_path / "deep.html"
+    path.write_text(nested_html(3_000), encoding="utf-8")  # libxml2 stops at 2048, silently
+    reason = only_skipped(path, limits=ParseLimits(max_depth=5_000)).reason
+    assert reason == "HTML nested deeper than the 2047-level limit"
+
+
+def test_html_within_the_depth_limit_keeps_every_level(tmp_path):
+    path = tmp_path / "deep.html"
+    path.write_text(nested_html(1_000), encoding="utf-8")
+    assert only_document(path).text == "bottom\n\nafter"
+
+
+def test_html_text_node_over_10_mb_is_kept_whole(tmp_path):
+    path = tmp_path / "long.html"
+    words = "word " * 2_500_000  # one 12.5 MB text node: libxml2 cuts those without huge_tree
+    path.write_text(f"<title>Long</title><p>{words}</p><p>end</p>", encoding="utf-8")
+    assert only_document(path, max_bytes=20 * MiB).text == words.strip() + "\n\nend"
+
+
 # --------------------------------------------------------------------------------------
 # PDF
 
@@ -337,6 +370,47 @@ def test_corrupt_docx_is_skipped(tmp_path):
     assert only_skipped(path).reason.startswith("unreadable DOCX (")
 
 
+def long_docx(path: Path) -> Path:
+    """A DOCX whose word/document.xml unpacks to about 1.5 MB."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("word " * 300_000)
+    document.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize(("limits", "reason"), [
+    (ParseLimits(max_member_bytes=MiB), "unpacked size over the 1 MB limit (word/document.xml "
+                                        "declares "),
+    (ParseLimits(max_unpacked_bytes=MiB), "unpacked size of all members over the 1 MB limit"),
+])
+def test_docx_over_the_unpacked_limits_is_skipped(tmp_path, limits, reason):
+    path = long_docx(tmp_path / "long.docx")
+    assert only_skipped(path, limits=limits).reason.startswith(reason)
+    assert only_document(path).text.startswith("word word")
+
+
+def test_docx_members_compressed_other_than_deflate_are_refused(tmp_path):
+    source = make_docx(tmp_path / "memo.docx")
+    path = tmp_path / "bzip2.docx"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w") as out:
+        for item in src.infolist():  # bzip2 is inflated in one call, past any chunking
+            method = zipfile.ZIP_BZIP2 if item.filename == "word/document.xml" else (
+                zipfile.ZIP_DEFLATED)
+            out.writestr(item.filename, src.read(item), compress_type=method)
+    assert only_skipped(path).reason == ("compression method not allowed (word/document.xml: "
+                                         "method 12; only stored and deflate)")
+
+
+def test_docx_with_too_many_members_is_refused(tmp_path):
+    path = tmp_path / "many.docx"
+    with zipfile.ZipFile(path, "w") as out:
+        for i in range(10_001):
+            out.writestr(f"part{i}.xml", b"")
+    assert only_skipped(path).reason == "too many archive members (10001; the limit is 10000)"
+
+
 # --------------------------------------------------------------------------------------
 # JSON and JSON lines
 
@@ -427,6 +501,41 @@ def test_jsonl_bad_line_among_good_ones(tmp_path):
     assert bad_json.reason.startswith("line 3: invalid JSON")
     assert no_text.reason == "line 5: no text field"
     assert third.id == document_id(str(path), "3")
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_records_with_nan_or_infinity_are_skipped_alone(tmp_path, suffix):
+    """Python's json reads NaN, Infinity, -Infinity (and 1e999 as inf); stored, they make the
+    metadata invalid JSON for SQLite. Such a record is skipped naming the field; the rest load.
+    The records are written by hand: json.dumps would not write these literals."""
+    records = [
+        '{"id": "a", "text": "Alpha.", "metadata": {"score": 1.5, "tags": ["x"]}}',
+        '{"id": "n1", "text": "Beta.", "metadata": {"score": NaN}}',
+        '{"id": 7, "text": "Gamma.", "metadata": {"scores": [1, {"low": -Infinity}]}}',
+        '{"text": "Delta.", "weight": Infinity}',
+        '{"id": "big", "text": "Epsilon.", "metadata": {"size": 1e999}}',
+        '{"id": "e", "text": "NaN and Infinity inside a string are text.", "n": 2e10}',
+    ]
+    path = tmp_path / f"records{suffix}"
+    body = "[" + ",\n".join(records) + "]" if suffix == ".json" else "\n".join(records)
+    path.write_text(body, encoding="utf-8")
+    results = read_file(path)
+    where = ["record 1", "record 2", "record 3", "record 4"] if suffix == ".json" else [
+        "line 2", "line 3", "line 4", "line 5"]
+    assert [type(r).__name__ for r in results] == [
+        "Document", "Skipped", "Skipped", "Skipped", "Skipped", "Document"]
+    good, nan, minus_inf, inf, big, text = results
+    assert nan.reason == (f"{where[0]}: record 'n1': metadata.score is NaN, which strict JSON "
+                          "does not allow (no NaN or Infinity)")
+    assert minus_inf.reason.startswith(f"{where[1]}: record 7: metadata.scores[1].low is "
+                                       "-Infinity, which strict JSON does not allow")
+    assert inf.reason.startswith(f"{where[2]}: weight is Infinity, which strict JSON")
+    assert big.reason == (f"{where[3]}: record 'big': metadata.size is 1e999, beyond a float's "
+                          "range (it would be stored as Infinity)")
+    assert good.metadata["score"] == 1.5 and good.metadata["tags"] == ["x"]
+    assert text.text == "NaN and Infinity inside a string are text." and text.metadata["n"] == 2e10
+    for doc in (good, text):
+        json.dumps(doc.metadata, allow_nan=False)  # what the index stores: strict JSON
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import pytest
 import torch
 
 from api.calibration import Calibration
+from indexer import store
 from indexer.build import IndexConfig, update_index
 from indexer.embedding import Embedder
 from indexer.layout import IndexDir
@@ -138,13 +139,26 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 90, seen: list 
         job = client.get(f"/v1/jobs/{job_id}").json()
         if seen is not None:
             seen.append(job["message"])
-        if job["status"] in ("done", "failed"):
+        if job["status"] in ("done", "failed", "cancelled"):
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
-def check_answers(result: dict) -> None:
+def source_file(env: SimpleNamespace, path: str) -> Path:
+    """The file behind a path the API showed: the full path for a caller with a key; for
+    one without, `uploads/...` or a path relative to the collection root (the docs folder,
+    or the test's root once a document from elsewhere is indexed)."""
+    if Path(path).is_absolute():
+        return Path(path)
+    if path.startswith("uploads/"):
+        return env.uploads / path.removeprefix("uploads/")
+    found = [base / path for base in (env.docs, env.root) if (base / path).is_file()]
+    assert len(found) == 1, (path, found)
+    return found[0]
+
+
+def check_answers(result: dict, env: SimpleNamespace) -> None:
     by_id = {p["passage_id"]: p for p in result["passages"]}
     for a in result["answers"]:
         assert set(a) == ANSWER_FIELDS
@@ -157,7 +171,7 @@ def check_answers(result: dict) -> None:
         assert ctx["text"][ctx["answer_start"]:ctx["answer_end"]] == a["text"]
         assert f"**{a['text']}**" in ctx["marked"]
         if a["path"].endswith(".txt"):  # plain text: the document text is the file itself
-            source = Path(a["path"]).read_text(encoding="utf-8")
+            source = source_file(env, a["path"]).read_text(encoding="utf-8")
             assert source[a["document_start"]:a["document_end"]] == a["text"]
 
 
@@ -189,7 +203,7 @@ def test_health_stats_and_request_ids(server):
     else:
         expected = ("torch", "bfloat16") if cpu_has_bf16() else ("onnx", "float32")
     assert (stats["reader"]["backend"], stats["reader"]["dtype"]) == expected
-    assert set(stats["jobs"]) == {"queued", "running", "done", "failed"}
+    assert set(stats["jobs"]) == {"queued", "running", "done", "failed", "cancelled"}
 
 
 def test_ask_returns_spans_that_point_into_passages_and_files(server, env):
@@ -203,15 +217,16 @@ def test_ask_returns_spans_that_point_into_passages_and_files(server, env):
     assert {"answers", "handoff", "passages", "timing_ms", "calibrated"} <= set(result)
     assert 1 <= len(result["answers"]) <= 3 and not result["handoff"]
     assert result["passages"] and set(result["passages"][0]) == HIT_FIELDS
-    check_answers(result)
+    check_answers(result, env)
 
-    prefix = str((env.docs / "places").resolve())
+    # Without a key, paths are relative to the collection, and so is the filter.
+    prefix = "places/"
     narrow = c.post("/v1/ask", json={"question": "What is the capital of Freedonia?",
                                      "retrieval_k": 1, "mode": "bm25",
                                      "filters": {"path_prefix": prefix}}).json()
     assert len(narrow["passages"]) == 1 and narrow["passages"][0]["path"].startswith(prefix)
     assert all(a["path"].startswith(prefix) for a in narrow["answers"])
-    check_answers(narrow)
+    check_answers(narrow, env)
     nothing = c.post("/v1/ask", json={"question": "Freedonia?", "filters": {"title": "nope"}})
     assert nothing.status_code == 200 and nothing.json()["handoff"] is True
 
@@ -298,20 +313,20 @@ def test_malformed_bodies_and_routes_are_4xx(server):
         assert r.status_code in expected, (r.request.method, r.request.url, r.text)
         if r.status_code != 405 and r.headers.get("content-type", "").startswith("application"):
             assert "detail" in r.json()
-    # A home directory that does not exist is no match, not an error.
+    # Without a key, a home directory is refused (it would tell which users exist).
     r = c.post("/v1/search", json={"question": "rivers",
                                     "filters": {"path_prefix": "~nosuchuser-xyz/docs"}})
-    assert r.status_code == 200 and r.json()["hits"] == []
+    assert r.status_code == 422 and "absolute" in r.text, r.text
 
 
 @pytest.mark.parametrize("question", ["???", "🙂🙂", "a\x00b?", "ü" * 1000, "<script>x</script>",
                                       "SELECT * FROM passages; --"])
-def test_odd_but_valid_questions_are_answered(server, question):
+def test_odd_but_valid_questions_are_answered(server, env, question):
     for mode in ("bm25", "hybrid"):
         r = server.client.post("/v1/ask", json={"question": question, "mode": mode,
                                                 "retrieval_k": 100, "top_k": 20})
         assert r.status_code == 200, r.text
-        check_answers(r.json())
+        check_answers(r.json(), env)
 
 
 def test_bodies_over_the_limit_are_413(server):
@@ -339,6 +354,7 @@ def test_write_endpoints_need_a_key_and_say_how_to_create_one(server, env):
     c = server.client
     r = c.post("/v1/documents", files={"files": ("a.txt", b"hello", "text/plain")})
     assert r.status_code == 401 and "spanqa keys create" in r.json()["detail"]
+    assert str(env.root) not in r.text  # the keys file's place is not told
     assert c.get("/v1/feedback/export").status_code == 401
     assert c.delete("/v1/documents/whatever").status_code == 401
     assert not env.uploads.exists() or not any(env.uploads.iterdir())
@@ -410,10 +426,11 @@ def test_upload_index_search_delete(server, env, key):
                                       "mode": "bm25"}).json()["hits"]
     assert hits[0]["document_id"] == doc["id"]
     answer = c.post("/v1/ask", json={"question": "When was the Quokka Institute established?",
-                                     "filters": {"path_prefix": str(folder)}}).json()
+                                     "filters": {"path_prefix": f"uploads/{folder.name}"}}
+                    ).json()
     assert answer["answers"] and {a["document_id"] for a in answer["answers"]} <= {
         doc["id"], next(d["id"] for d in listing["documents"] if "evil" in d["path"])}
-    check_answers(answer)
+    check_answers(answer, env)
 
     r = c.delete(f"/v1/documents/{doc['id']}", headers=auth)
     assert r.status_code == 202
@@ -483,7 +500,78 @@ def test_a_job_waits_for_the_index_lock_held_by_another_writer(server, env, key)
     assert job["status"] == "done" and job["report"]["added"] == 1
 
 
-def test_concurrent_questions_during_an_upload(server, key):
+def server_rss(server) -> int:
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for the server")
+
+
+def test_jobs_are_cancelled_over_http_and_publish_nothing(server, env, key):
+    c, auth = server.client, {"X-API-Key": key}
+    generation = c.get("/v1/health").json()["generation"]
+
+    def upload(name: str, text: str) -> str:
+        r = c.post("/v1/documents", headers=auth, files={"files": (name, text.encode(), "x")})
+        assert r.status_code == 202, r.text
+        return r.json()["job_id"]
+
+    with IndexDir(env.index).writer():  # the first job runs, waiting for the lock
+        running = upload("cancel-a.txt", "The Okapi Society meets on Tuesdays.")
+        deadline = time.monotonic() + 60
+        while "waiting for index lock" not in c.get(f"/v1/jobs/{running}").json()["message"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        queued = upload("cancel-b.txt", "The Tapir Guild meets on Fridays.")
+        assert c.get(f"/v1/jobs/{queued}").json()["status"] == "queued"
+
+        assert c.delete(f"/v1/jobs/{queued}").status_code == 401  # keyed like uploads
+        r = c.delete(f"/v1/jobs/{queued}", headers=auth)
+        assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
+        code, out, err = spanqa_main("jobs", "cancel", running, "--key", key,
+                                     "--server", f"http://127.0.0.1:{server.port}")
+        assert code == 0 and out.startswith(f"job {running}: running (cancelling"), (out, err)
+        job = wait_job(c, running)  # stops while the lock is still held: it never got it
+        assert job["status"] == "cancelled" and job["report"] is None, job
+
+    assert c.delete(f"/v1/jobs/{running}", headers=auth).status_code == 409
+    code, _, err = spanqa_main("jobs", "cancel", queued, "--key", key,
+                               "--server", f"http://127.0.0.1:{server.port}")
+    assert code == 1 and "HTTP 409" in err and "already finished (cancelled)" in err
+    assert c.delete("/v1/jobs/no-such-job", headers=auth).status_code == 404
+    time.sleep(1)  # the cancelled queued job is never run
+    assert c.get(f"/v1/jobs/{queued}").json()["status"] == "cancelled"
+    assert c.get("/v1/health").json()["generation"] == generation
+    assert IndexDir(env.index).current().name == generation
+    for question in ("Okapi Society", "Tapir Guild"):
+        hits = c.post("/v1/search", json={"question": question, "mode": "bm25"}).json()["hits"]
+        assert not any("cancel-" in h["path"] for h in hits)
+
+
+def test_hostile_uploads_are_skipped_and_the_server_stays_small(server, env, key, tmp_path):
+    from test_isolation import make_docx_bomb
+
+    c, auth = server.client, {"X-API-Key": key}
+    bomb = make_docx_bomb(tmp_path / "bomb.docx", 300).read_bytes()  # 300 MB unpacked
+    deep = f"<html><body>{'<div>' * 100_000}x{'</div>' * 100_000}</body></html>".encode()
+    before = server_rss(server)
+    r = c.post("/v1/documents", headers=auth, files=[
+        ("files", ("bomb.docx", bomb, "application/octet-stream")),
+        ("files", ("deep.html", deep, "text/html")),
+        ("files", ("fine.txt", b"The Serval Choir sings after the bomb.", "text/plain"))])
+    assert r.status_code == 202, r.text
+    job = wait_job(c, r.json()["job_id"])
+    grown = server_rss(server) - before
+    assert job["status"] == "done" and job["report"]["added"] == 1, job
+    skipped = {s["path"]: s["reason"] for s in job["report"]["skipped"]}
+    assert set(skipped) == {"bomb.docx", "deep.html"}
+    assert skipped["bomb.docx"].startswith("unpacked size over the 200 MB limit (")
+    assert skipped["deep.html"] == "HTML nested deeper than the 1024-level limit"
+    assert server.proc.poll() is None
+    assert grown < 200 * MiB, f"the server grew by {grown / MiB:.0f} MB"
+
+
+def test_concurrent_questions_during_an_upload(server, env, key):
     c, auth = server.client, {"X-API-Key": key}
     sentences = [f"Station {i} of the survey recorded {i * 7} herons near lake {i % 13}."
                  for i in range(200)]
@@ -503,7 +591,7 @@ def test_concurrent_questions_during_an_upload(server, key):
                 resp = c.post("/v1/ask", json={"question": questions[(n + i) % 4], "top_k": 2})
                 statuses.append(resp.status_code)
                 if resp.status_code == 200:
-                    check_answers(resp.json())
+                    check_answers(resp.json(), env)
             except Exception as exc:  # surfaced below: threads swallow assertion errors
                 errors.append(exc)
 
@@ -520,7 +608,7 @@ def test_concurrent_questions_during_an_upload(server, key):
     assert batching["requests"] >= 32
 
 
-def test_an_update_by_another_writer_is_followed(server, env):
+def test_an_update_by_another_writer_is_followed(server, env, key):
     c = server.client
     extra = env.root / "cli-docs" / "walrus.txt"
     extra.parent.mkdir()
@@ -530,30 +618,167 @@ def test_an_update_by_another_writer_is_followed(server, env):
     while c.get("/v1/health").json()["generation"] != report.generation:
         assert time.monotonic() < deadline, "the server did not follow the new generation"
         time.sleep(0.2)
-    hits = c.post("/v1/search", json={"question": "Walrus Society", "mode": "bm25"}).json()
+    question = {"question": "Walrus Society", "mode": "bm25"}
+    hits = c.post("/v1/search", json=question, headers={"X-API-Key": key}).json()
     assert hits["hits"][0]["path"] == str(extra.resolve())
+    # Without a key: relative to the collection root, now the folder above docs/ and cli-docs/
+    hits = c.post("/v1/search", json=question).json()
+    assert hits["hits"][0]["path"] == "cli-docs/walrus.txt"
+
+
+# ------------------------------------------------------------------------- what leaks
+
+
+def strings(value) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_security_headers_on_the_page_static_files_and_api(server):
+    c = server.client
+    for path in ("/", "/static/app.js", "/static/style.css", "/static/favicon.svg"):
+        r = c.get(path)
+        assert r.status_code == 200, path
+        policy = {d.split()[0]: d.split()[1:] for d in
+                  r.headers["content-security-policy"].split("; ")}
+        assert policy["default-src"] == policy["script-src"] == policy["style-src"] == [
+            "'self'"], (path, policy)
+        assert policy["frame-ancestors"] == ["'none'"]
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"
+    page = c.get("/").text
+    # What the policy would block: no inline script or style, nothing from elsewhere.
+    assert re.findall(r"<script\b[^>]*>", page) == ['<script src="static/app.js" defer>']
+    assert '<script src="static/app.js" defer></script>' in page
+    assert re.search(r"<style|\sstyle=|\son\w+=|https?://|data:", page) is None
+    assert re.search(r"@import|url\(", c.get("/static/style.css").text) is None
+
+    key_less = c.post("/v1/ask", json={"question": "What is the capital of Freedonia?"})
+    for r in (key_less, c.get("/v1/health"), c.get("/v1/stats"), c.get("/metrics"),
+              c.get("/openapi.json"), c.get("/v1/jobs/nope"), c.post("/v1/ask", json={}),
+              c.post("/v1/ask", content=b"x" * (MiB + 1),
+                     headers={"content-type": "application/json"})):
+        assert r.status_code in (200, 404, 413, 422), r.request.url
+        assert r.headers["x-content-type-options"] == "nosniff", r.request.url
+        assert r.headers["x-frame-options"] == "DENY", r.request.url
+        assert r.headers["content-security-policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"), r.request.url
+    docs = c.get("/docs")  # FastAPI's page needs its CDN and inline script: framing only
+    assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert docs.headers["x-frame-options"] == "DENY"
+
+
+def test_callers_without_a_key_see_no_server_paths(server, env, key):
+    c, auth = server.client, {"X-API-Key": key}
+    tmp = str(env.root)
+    question = {"question": "When was the Quokka Institute established?", "top_k": 5}
+
+    def responses(headers: dict) -> dict[str, dict]:
+        out = {"ask": c.post("/v1/ask", json=question, headers=headers),
+               "search": c.post("/v1/search", json=question, headers=headers),
+               "documents": c.get("/v1/documents", params={"limit": 1000}, headers=headers),
+               "jobs": c.get("/v1/jobs", headers=headers),
+               "stats": c.get("/v1/stats", headers=headers),
+               "health": c.get("/v1/health", headers=headers)}
+        for job in out["jobs"].json()["jobs"]:
+            out[job["id"]] = c.get(f"/v1/jobs/{job['id']}", headers=headers)
+        assert all(r.status_code == 200 for r in out.values()), out
+        return {name: r.json() for name, r in out.items()}
+
+    keyless = responses({})
+    assert any(j["upload_dir"] for j in keyless["jobs"]["jobs"])  # uploads were made
+    for name, body in keyless.items():
+        for text in strings(body):
+            assert not text.startswith("/") and tmp not in text, (name, text)
+    documents = keyless["documents"]["documents"]
+    assert {d["path"] for d in documents} >= {
+        "docs/company/zephyr.txt", "docs/places/freedonia.md", "cli-docs/walrus.txt"}
+    upload = next(d for d in documents if d["path"].endswith("/survey.txt"))
+    assert re.fullmatch(r"uploads/[\w-]+/survey\.txt", upload["path"])
+    assert all(d["metadata"]["path"] == d["path"] for d in documents)
+    assert keyless["ask"]["answers"] and all(
+        source_file(env, a["path"]).is_file() for a in keyless["ask"]["answers"])
+    assert all(j["upload_dir"] is None or j["upload_dir"].startswith("uploads/")
+               for j in keyless["jobs"]["jobs"])
+    assert keyless["stats"]["reader"]["name"] == keyless["health"]["reader"] == "reader"
+
+    keyed = responses(auth)
+    assert all(Path(d["path"]).is_absolute() and Path(d["path"]).is_file()
+               for d in keyed["documents"]["documents"])
+    assert all(Path(a["path"]).is_file() for a in keyed["ask"]["answers"])
+    assert all(Path(h["path"]).is_absolute() for h in keyed["search"]["hits"])
+    assert any(j["upload_dir"] and j["upload_dir"].startswith(str(env.uploads))
+               for j in keyed["jobs"]["jobs"])
+    assert keyed["stats"]["reader"]["name"] == keyed["health"]["reader"] == str(env.reader)
+    # A wrong key is told, not quietly treated as none.
+    wrong = c.get("/v1/documents", headers={"X-API-Key": key + "x"})
+    assert wrong.status_code == 401 and "invalid" in wrong.json()["detail"]
+
+
+def test_path_filters_take_the_paths_callers_see(server, env, key):
+    c, auth = server.client, {"X-API-Key": key}
+    body = {"question": "capital of Freedonia", "mode": "bm25"}
+    places = str((env.docs / "places").resolve())
+    for prefix in (places, "~/docs", "../docs/places", "docs/../../serve"):
+        r = c.post("/v1/search", json={**body, "filters": {"path_prefix": prefix}})
+        assert r.status_code == 422, (prefix, r.text)
+        assert ["body", "filters", "path_prefix"] in [e["loc"] for e in r.json()["detail"]]
+        assert str(env.root) not in r.text
+    hits = c.post("/v1/search", json={**body, "filters": {"path_prefix": "docs/places"}}
+                  ).json()["hits"]
+    assert hits and all(h["path"].startswith("docs/places/") for h in hits)
+    keyed = c.post("/v1/search", json={**body, "filters": {"path_prefix": places}},
+                   headers=auth).json()["hits"]
+    assert [h["passage_id"] for h in keyed] == [h["passage_id"] for h in hits]
+    assert all(h["path"].startswith(places) for h in keyed)
+    relative = c.post("/v1/search", json={**body, "filters": {"path_prefix": "docs/places"}},
+                      headers=auth).json()["hits"]  # the public form works with a key too
+    assert relative == keyed
+    # With a key, a home directory that does not exist is no match, not an error.
+    r = c.post("/v1/search", json={"question": "rivers",
+                                    "filters": {"path_prefix": "~nosuchuser-xyz/docs"}},
+               headers=auth)
+    assert r.status_code == 200 and r.json()["hits"] == []
 
 
 # ------------------------------------------------------------------------- feedback
 
 
 def test_feedback_exports_squad_that_load_squad_reads(server, env, key, tmp_path):
-    c = server.client
+    c, auth = server.client, {"X-API-Key": key}
     result = c.post("/v1/ask", json={"question": "Who founded the Zephyr company?"}).json()
     a = result["answers"][0]
     good = {"question": result["question"], "answer": a["text"], "passage_id": a["passage_id"],
             "start": a["start"], "end": a["end"], "correct": True, "comment": "right"}
-    r = c.post("/v1/feedback", json=good)
+    # Feedback is training data: without --anonymous-feedback it needs a key.
+    r = c.post("/v1/feedback", json={**good, "question": "Who poisoned the export?"})
+    assert r.status_code == 401, r.text
+    assert "API key" in r.json()["detail"] and "anonymous" in r.json()["detail"]
+    wrong = c.post("/v1/feedback", json=good, headers={"X-API-Key": key + "x"})
+    assert wrong.status_code == 401 and "invalid" in wrong.json()["detail"]
+    r = c.post("/v1/feedback", json=good, headers=auth)
     assert r.status_code == 201 and isinstance(r.json()["id"], int)
+    assert r.json()["anonymous"] is False
     bad = {**good, "question": "Where is Zephyr based?", "correct": False}
-    assert c.post("/v1/feedback", json=bad).status_code == 201
+    assert c.post("/v1/feedback", json=bad, headers=auth).status_code == 201
 
-    assert c.post("/v1/feedback", json={**good, "passage_id": "nope"}).status_code == 404
+    assert c.post("/v1/feedback", json={**good, "passage_id": "nope"},
+                  headers=auth).status_code == 404
     for broken in ({"end": good["start"]}, {"correct": "yes"}, {"start": -1},
                    {"end": 10_000}, {"answer": a["text"] + "!"}, {"question": " "}):
-        r = c.post("/v1/feedback", json={**good, **broken})
+        r = c.post("/v1/feedback", json={**good, **broken}, headers=auth)
         assert r.status_code == 422, (broken, r.text)
+    assert c.get("/v1/stats").json()["feedback"] == {"total": 2, "correct": 1, "anonymous": 0}
 
+    for params in ({}, {"include_anonymous": "true"}):  # nothing anonymous was stored
+        questions = [qa["question"] for article in c.get(
+            "/v1/feedback/export", headers=auth, params=params).json()["data"]
+            for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+        assert questions == [good["question"]]
     export = c.get("/v1/feedback/export", headers={"X-API-Key": key})
     assert export.status_code == 200
     data = export.json()
@@ -640,7 +865,8 @@ def test_protect_all_guards_every_v1_endpoint_but_health(local):
     secret, _ = keys.create("ops")
     settings = Settings(protect_all=True, keys_file=keys.path,
                         uploads_dir=local.root / "uploads",
-                        feedback_db=local.root / "protect-all.db")
+                        feedback_db=local.root / "protect-all.db",
+                        anonymous_feedback=True)  # --protect-all wins
     with TestClient(create_app(local.qa(), settings)) as c:
         assert c.get("/v1/health").status_code == 200
         body = {"question": "capital of Freedonia?", "mode": "bm25"}
@@ -664,7 +890,7 @@ def test_protect_all_guards_every_v1_endpoint_but_health(local):
         r = c.get("/v1/jobs/x", headers={"X-API-Key": secret})
         assert r.json()["detail"] == "no job with id 'x'"
         assert c.get("/v1/stats", headers={"X-API-Key": secret}).json()["auth"] == {
-            "keys": 1, "protect_all": True}
+            "keys": 1, "protect_all": True, "anonymous_feedback": False}
 
 
 def test_a_failing_pipeline_is_a_500_with_the_request_id(local, caplog):
@@ -753,5 +979,214 @@ def test_unfinished_uploads_are_queued_again_at_start(env, local):
         job = wait_job(c, "old-job")
         assert job["status"] == "done" and job["report"]["added"] == 1, job
         hits = c.post("/v1/search", json={"question": "Ibex Club", "mode": "bm25"}).json()
-        assert hits["hits"][0]["path"] == str(note.resolve())
+        assert hits["hits"][0]["path"] == f"uploads/{folder.name}/note.txt"  # no key here
     assert json.loads((folder / ".spanqa-job.json").read_text())["status"] == "done"
+
+
+def test_a_job_the_server_died_in_twice_is_failed_not_resumed(env, local):
+    from fastapi.testclient import TestClient
+
+    from api.qa import QA
+    from api.server import Settings, create_app
+    from reader.reader import Reader
+    from retriever.search import Retriever
+
+    index = shutil.copytree(env.index, local.root / "index-died")
+    uploads = local.root / "uploads-died"
+    job_files = {}
+    for job_id, crashes in (("died-once", None), ("died-twice", 1)):
+        folder = uploads / f"20250101-000000-{job_id}"
+        folder.mkdir(parents=True)
+        note = folder / f"{job_id}.txt"
+        note.write_text(f"The {job_id} job holds the Narwhal Lodge.", encoding="utf-8")
+        record = {"id": job_id, "status": "running", "files": [note.name],
+                  "paths": [str(note.resolve())]}
+        if crashes is not None:  # resumed once already, and running when the server died
+            record["crashes"] = crashes
+        job_files[job_id] = folder / ".spanqa-job.json"
+        job_files[job_id].write_text(json.dumps(record))
+    generation = IndexDir(index).current().name
+    qa = QA(Retriever(index, embedder=env.embedder), Reader.from_pretrained(env.reader))
+    settings = Settings(uploads_dir=uploads, keys_file=local.root / "k.json",
+                        feedback_db=local.root / "died.db")
+    with TestClient(create_app(qa, settings)) as c:
+        failed = c.get("/v1/jobs/died-twice").json()
+        assert failed["status"] == "failed" and failed["crashes"] == 2, failed
+        assert "stopped while running this job 2 times" in failed["error"]
+        resumed = wait_job(c, "died-once")
+        assert resumed["status"] == "done" and resumed["crashes"] == 1, resumed
+        assert resumed["report"]["added"] == 1
+    assert json.loads(job_files["died-twice"].read_text())["status"] == "failed"
+    assert json.loads(job_files["died-once"].read_text())["crashes"] == 1
+    db = store.open_db(IndexDir(index).current())
+    paths = [row["path"] for row in db["documents"].rows]
+    assert any(p.endswith("died-once.txt") for p in paths)
+    assert not any(p.endswith("died-twice.txt") for p in paths)
+    assert IndexDir(index).current().name != generation  # only died-once published
+
+
+def export_questions(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [qa["question"] for article in response.json()["data"]
+            for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+
+
+def test_anonymous_feedback_when_the_operator_allows_it(local):
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from api.auth import KeyStore
+    from api.server import ANONYMOUS_MAX_CHARS, Settings, create_app
+
+    keys = KeyStore(local.root / "anonymous-keys.json")
+    secret, _ = keys.create("curator")
+    auth = {"X-API-Key": secret}
+    settings = Settings(anonymous_feedback=True, anonymous_feedback_burst=3,
+                        anonymous_feedback_per_minute=0.01,  # no refill during the test
+                        anonymous_feedback_max_rows=4, keys_file=keys.path,
+                        uploads_dir=local.root / "uploads",
+                        feedback_db=local.root / "anonymous.db")
+    app = create_app(local.qa(), settings)
+    with TestClient(app, client=("203.0.113.1", 5000)) as c:
+        hit = c.post("/v1/search", json={"question": "capital of Freedonia?",
+                                         "mode": "bm25"}).json()["hits"][0]
+        start = hit["text"].index("Fredville")
+        post = {"question": "What is the capital of Freedonia?", "answer": "Fredville",
+                "passage_id": hit["passage_id"], "start": start, "end": start + 9,
+                "correct": True}
+        # Oversized fields: a 422 naming the field (and no part of the client's rate spent).
+        for name in ("answer", "comment"):
+            big = {**post, name: "x" * (ANONYMOUS_MAX_CHARS[name] + 1), "correct": False}
+            r = c.post("/v1/feedback", json=big)
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"][0]["loc"] == ["body", name]
+            assert "without an API key" in r.json()["detail"][0]["msg"]
+            assert c.post("/v1/feedback", json=big, headers=auth).status_code == 201
+        # One client: its burst, then 429 with Retry-After.
+        for i in range(3):
+            r = c.post("/v1/feedback", json={**post, "question": f"Anonymous question {i}?"})
+            assert r.status_code == 201 and r.json()["anonymous"] is True, r.text
+        r = c.post("/v1/feedback", json={**post, "question": "One too many?"})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert "API key" in r.json()["detail"]
+        r = c.post("/v1/feedback", json=post, headers=auth)  # a key is not rate-limited
+        assert r.status_code == 201 and r.json()["anonymous"] is False
+        wrong = c.post("/v1/feedback", json=post, headers={"X-API-Key": "guess"})
+        assert wrong.status_code == 401  # a wrong key is no way to post anonymously
+        # Another client has its own bucket, but the store keeps 4 anonymous rows at most.
+        other = TestClient(app, client=("203.0.113.2", 5000))
+        assert other.post("/v1/feedback", json={**post, "question": "Fourth?"}
+                          ).status_code == 201
+        full = other.post("/v1/feedback", json={**post, "question": "Fifth?"})
+        assert full.status_code == 507 and "at most 4" in full.json()["detail"]
+
+        assert export_questions(c.get("/v1/feedback/export", headers=auth)) == [post["question"]]
+        assert export_questions(c.get("/v1/feedback/export", headers=auth,
+                                      params={"include_anonymous": True})) == [
+            "Anonymous question 0?", "Anonymous question 1?", "Anonymous question 2?",
+            post["question"], "Fourth?"]
+        assert c.get("/v1/feedback/export", params={"include_anonymous": True}
+                     ).status_code == 401
+        assert c.get("/v1/stats").json()["feedback"] == {"total": 7, "correct": 5,
+                                                         "anonymous": 4}
+    with contextlib.closing(sqlite3.connect(settings.feedback_db)) as db:
+        marks = dict(db.execute("select question, key_name from feedback where correct = 1"))
+    assert marks == {"Anonymous question 0?": None, "Anonymous question 1?": None,
+                     "Anonymous question 2?": None, post["question"]: "curator",
+                     "Fourth?": None}
+
+
+def test_a_feedback_store_from_before_keys_is_migrated(tmp_path):
+    import sqlite3
+
+    from api.feedback import FeedbackStore
+
+    path = tmp_path / "old-feedback.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute('create table feedback (id integer primary key, created text, question text '
+                   'not null, answer text not null, passage_id text not null, document_id '
+                   'text, title text, path text, context text not null, start integer, '
+                   '"end" integer, correct integer, comment text, request_id text, '
+                   'generation text)')
+        db.execute('insert into feedback (created, question, answer, passage_id, title, path, '
+                   'context, start, "end", correct) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                   ("2025-01-01T00:00:00+00:00", "Old question?", "Fredville", "p1",
+                    "Freedonia", "/old/freedonia.md", "The capital is Fredville.", 15, 24, 1))
+    store = FeedbackStore(path)
+    try:
+        # Stored before keys were recorded: origin unknown, so counted as anonymous.
+        assert store.counts() == {"total": 1, "correct": 1, "anonymous": 1}
+        assert store.export_squad()["data"] == []
+        old = store.export_squad(include_anonymous=True)["data"]
+        assert old[0]["paragraphs"][0]["qas"][0]["question"] == "Old question?"
+        store.add({"question": "New question?", "answer": "Fredville", "passage_id": "p1",
+                   "title": "Freedonia", "context": "The capital is Fredville.", "start": 15,
+                   "end": 24, "correct": True, "key_name": "ops"}, max_anonymous=1)
+        new = store.export_squad()["data"][0]["paragraphs"][0]["qas"]
+        assert [q["question"] for q in new] == ["New question?"]
+    finally:
+        store.close()
+    FeedbackStore(path).close()  # migrated once; opening it again changes nothing
+
+
+def test_path_view_maps_server_paths_both_ways():
+    from api.paths import PathView, collection_root
+
+    uploads = Path("/srv/data/uploads")
+    root = collection_root(["/srv/docs/a/x.txt", "/srv/docs/b/y.md",
+                            "/srv/data/uploads/u1/z.txt"], uploads)
+    assert root == Path("/srv/docs")
+    assert collection_root(["/srv/docs/x.txt"], uploads) == Path("/srv/docs")
+    assert collection_root(["/a.txt", "/srv/b.txt"], uploads) is None  # only "/" in common
+    assert collection_root(["/srv/data/uploads/u1/z.txt"], uploads) is None
+    view = PathView(uploads, root)
+    assert view.public("/srv/docs/a/x.txt") == "a/x.txt"
+    assert view.public("/srv/data/uploads/u1/z.txt") == "uploads/u1/z.txt"
+    assert view.public("/opt/models/reader") == "reader"  # outside both: its name
+    assert view.public("minilm") == "minilm"
+    scrubbed = view.scrub({"error": "FileNotFoundError: No such file: "
+                                    "'/srv/data/uploads/u1/z.txt'", "count": 3,
+                           "message": ["see https://example.org/a/b and /opt/a/b.txt"]})
+    assert scrubbed == {"error": "FileNotFoundError: No such file: 'uploads/u1/z.txt'",
+                        "count": 3, "message": ["see https://example.org/a/b and b.txt"]}
+    assert view.server_prefix("a/", keyed=False) == "/srv/docs/a"
+    assert view.server_prefix("uploads/u1", keyed=False) == "/srv/data/uploads/u1"
+    assert view.server_prefix("/etc", keyed=True) == "/etc"
+    for prefix in ("/etc", "~root", "a/../../etc"):
+        with pytest.raises(ValueError):
+            view.server_prefix(prefix, keyed=prefix == "a/../../etc")
+    with pytest.raises(ValueError, match="no common folder"):
+        PathView(uploads, None).server_prefix("a/", keyed=True)
+
+
+def test_the_rate_limiter_refills_and_forgets():
+    from api.ratelimit import ClientRateLimiter
+
+    now = [0.0]
+    limiter = ClientRateLimiter(per_minute=60, burst=2, max_clients=2, clock=lambda: now[0])
+    assert limiter.take("a") == limiter.take("a") == 0.0
+    assert limiter.take("a") == pytest.approx(1.0)  # one token a second
+    assert limiter.take("b") == 0.0  # its own bucket
+    now[0] = 1.0
+    assert limiter.take("a") == 0.0 and limiter.take("a") == pytest.approx(1.0)
+    limiter.take("c")  # three clients, room for two: b, the least recent, is forgotten
+    assert limiter.take("b") == limiter.take("b") == 0.0  # a full bucket again
+    with pytest.raises(ValueError):
+        ClientRateLimiter(per_minute=0, burst=1)
+
+
+def test_serve_flags_reach_the_settings(env):
+    from api.cli import build_parser
+    from api.serve_cli import _prepare
+
+    base = ["serve", "--index", str(env.index), "--reader", str(env.reader),
+            "--keys", str(env.root / "flags-keys.json")]
+    _, settings = _prepare(build_parser().parse_args(base))
+    assert settings.anonymous_feedback is False  # feedback needs a key unless allowed
+    _, settings = _prepare(build_parser().parse_args(
+        [*base, "--anonymous-feedback", "--anonymous-feedback-per-minute", "2",
+         "--anonymous-feedback-max-rows", "7"]))
+    assert settings.anonymous_feedback is True
+    assert settings.anonymous_feedback_per_minute == 2.0
+    assert settings.anonymous_feedback_max_rows == 7

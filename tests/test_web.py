@@ -2,6 +2,8 @@
 
 The tiny reader is random, so its confidences mean nothing; a calibration.json beside each
 copy of it pins the outcome instead: threshold 0.0 always answers, 1.01 always abstains.
+The page is served with a strict Content-Security-Policy; every test fails on a violation
+(the browser reports each one to its console and as a `securitypolicyviolation` event).
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ def corpus(tmp_path_factory) -> dict:
     (docs / "acme history.txt").write_text(ACME, encoding="utf-8")
     (docs / "security.md").write_text(SECURITY_MD, encoding="utf-8")
     update_index(root / "index", add=[docs], progress=False)
-    security = str((docs / "security.md").resolve())
-    return {"root": root, "index": root / "index", "security": security}
+    # Without a key the page shows, and filters by, paths relative to the collection.
+    return {"root": root, "index": root / "index", "security": "security.md"}
 
 
 def reader_copy(tiny_model: Path, folder: Path, threshold: float) -> Path:
@@ -162,10 +164,34 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--window-size=1100,1000", "--disable-gpu"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports land there
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(WAIT_S)
+    # Before any script of each page: collect the policy violations it reports.
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        window.__cspViolations = [];
+        document.addEventListener("securitypolicyviolation", (e) =>
+            window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));"""})
     yield driver
     driver.quit()
+
+
+def csp_reports(browser) -> list[str]:
+    """The policy violations since the last call: the console's (every page loaded since),
+    and the current page's events."""
+    logged = [entry["message"] for entry in browser.get_log("browser")
+              if "Content Security Policy" in entry["message"]]
+    events = browser.execute_script(
+        "const seen = window.__cspViolations || []; window.__cspViolations = []; return seen;")
+    return logged + [f"event: {e}" for e in events]
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations(browser):
+    """Every test: the page works under its policy, so nothing was refused."""
+    csp_reports(browser)  # what an earlier test left
+    yield
+    assert csp_reports(browser) == []
 
 
 @pytest.fixture
@@ -211,8 +237,11 @@ def text_of(element) -> str:
     return element.get_attribute("textContent")
 
 
-def api_ask(server: Server, question: str, top_k: int = 3, **extra) -> dict:
-    response = httpx.post(server.url + "/v1/ask", headers={"X-API-Key": server.key},
+def api_ask(server: Server, question: str, top_k: int = 3, keyed: bool = True, **extra
+            ) -> dict:
+    """The answer the API gives; `keyed=False`: as a page without a key sees it."""
+    headers = {"X-API-Key": server.key} if keyed else {}
+    response = httpx.post(server.url + "/v1/ask", headers=headers,
                           json={"question": question, "top_k": top_k, **extra}, timeout=WAIT_S)
     assert response.status_code == 200, response.text
     return response.json()
@@ -223,8 +252,9 @@ QUESTION = "When was Acme Rockets founded?"
 
 def test_answers_are_highlighted_in_their_context(browser, servers, shoot):
     server = servers["answering"]
-    expected = api_ask(server, QUESTION)
+    expected = api_ask(server, QUESTION, keyed=False)  # the page has no key
     assert expected["answers"] and not expected["handoff"]
+    assert {a["path"] for a in expected["answers"]} <= {"acme history.txt", "security.md"}
 
     open_page(browser, server)
     ask(browser, QUESTION)
@@ -256,6 +286,19 @@ def test_thumbs_up_stores_feedback(browser, servers):
     open_page(browser, server)
     ask(browser, QUESTION)
     card = wait_for(browser, ".answer")
+    # Feedback is training data: without a key (and no --anonymous-feedback) it is refused,
+    # the page says so and opens the key box; the buttons stay for a second try.
+    card.find_element(By.CSS_SELECTOR, ".feedback-up").click()
+    status = card.find_element(By.CSS_SELECTOR, ".feedback-status")
+    WebDriverWait(browser, WAIT_S).until(lambda b: "API key" in status.text)
+    assert status.text.startswith("Feedback not saved: it needs an API key")
+    assert browser.find_element(By.ID, "api-key-box").get_attribute("open") is not None
+    assert card.find_element(By.CSS_SELECTOR, ".feedback-up").is_enabled()
+    everything = httpx.get(server.url + "/v1/feedback/export", headers={"X-API-Key": server.key},
+                           params={"include_anonymous": True})
+    assert everything.status_code == 200 and everything.json()["data"] == []
+    # With the key entered, the same button sends it.
+    browser.find_element(By.ID, "api-key").send_keys(server.key)
     card.find_element(By.CSS_SELECTOR, ".feedback-up").click()
     WebDriverWait(browser, WAIT_S).until(
         lambda b: card.find_element(By.CSS_SELECTOR, ".feedback-status").text == "Thanks")
@@ -398,3 +441,26 @@ def test_loading_state_while_the_server_thinks(browser, servers):
     wait_for(browser, ".answer")
     assert browser.find_element(By.ID, "results").get_attribute("aria-busy") == "false"
     assert browser.find_element(By.ID, "ask").is_enabled()
+
+
+def test_the_policy_refuses_inline_script_and_style(browser, servers):
+    """The checks above would see a violation: the browser enforces the policy and
+    reports what it refused (so a page change that needs inline code fails the tests)."""
+    server = servers["answering"]
+    open_page(browser, server)
+    browser.execute_script("""
+        const script = document.createElement("script");
+        script.textContent = "window.__inline = 1";
+        document.body.append(script);
+        document.body.setAttribute("style", "outline: 5px solid red");
+        const img = document.createElement("img");
+        img.src = "https://example.org/pixel.png";
+        document.body.append(img);""")
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: len(b.execute_script("return window.__cspViolations")) >= 3)
+    assert browser.execute_script("return window.__inline") is None
+    reports = csp_reports(browser)  # read here, so the autouse check starts afresh
+    events = [r for r in reports if r.startswith("event: ")]
+    assert {e.split()[1] for e in events} >= {"script-src-elem", "style-src-attr", "img-src"}
+    logged = [r for r in reports if not r.startswith("event: ")]
+    assert len(logged) >= 3 and all("blocked" in r or "Refused" in r for r in logged), logged

@@ -279,9 +279,18 @@
         box.classList.add("sent");
         status.textContent = "Thanks";
       } catch (e) {
+        // The buttons stay usable: after a key is entered (or the server is less busy),
+        // the same click sends the feedback again.
         up.disabled = down.disabled = false;
         status.classList.add("failed");
-        status.textContent = "Feedback not saved: " + (e.message || e);
+        if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
+          // Feedback is training data: servers take it with an API key unless they allow
+          // anonymous feedback. post() has opened the key box.
+          status.textContent = "Feedback not saved: it needs an API key. Enter one under " +
+            "“API key”, then click again.";
+        } else {
+          status.textContent = "Feedback not saved: " + (e.message || e);
+        }
       }
     }
     up.addEventListener("click", () => send(true));
