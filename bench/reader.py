@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from bench.machine import describe, label  # noqa: E402
 from reader.backends import resolve_backend  # noqa: E402
 from reader.evaluation import eval_features, evaluate  # noqa: E402
 from reader.features import FeatureConfig  # noqa: E402
@@ -138,19 +139,22 @@ def phase_inference(args, results: dict) -> None:
     tokenizer, fcfg = torch_reader.tokenizer, torch_reader.config
     bf16, cpu = torch.bfloat16, torch.device("cpu")
     bf16_model = Reader(torch_reader.model, tokenizer, backend="torch", precision="bf16").runner
-    runners = {**dict.fromkeys(REFERENCE_BATCHES, (torch_reader.model, None)),
-               REFERENCE_BF16: (bf16_model, bf16),
-               "torch": (torch_reader.model, None),
-               "torch bf16": (bf16_model, bf16),
-               "onnx": (OnnxSpanModel(torch_reader.model, tokenizer, quantize=False), None),
-               "onnx-int8": (OnnxSpanModel(torch_reader.model, tokenizer, quantize=True), None),
-               "openvino": (OpenVinoSpanModel(torch_reader.model, tokenizer, bf16=False), None),
-               "openvino bf16": (OpenVinoSpanModel(torch_reader.model, tokenizer, bf16=True),
-                                 bf16)}
+    model = torch_reader.model
+    build = {**dict.fromkeys(REFERENCE_BATCHES, lambda: (model, None)),
+             REFERENCE_BF16: lambda: (bf16_model, bf16),
+             "torch": lambda: (model, None),
+             "torch bf16": lambda: (bf16_model, bf16),
+             "onnx": lambda: (OnnxSpanModel(model, tokenizer, quantize=False), None),
+             "onnx-int8": lambda: (OnnxSpanModel(model, tokenizer, quantize=True), None),
+             "openvino": lambda: (OpenVinoSpanModel(model, tokenizer, bf16=False), None),
+             "openvino bf16": lambda: (OpenVinoSpanModel(model, tokenizer, bf16=True), bf16)}
+    names = [n for n in INFERENCE if not args.inference_backends
+             or n in REFERENCE_BATCHES or n in args.inference_backends.split(",")]
+    runners = {name: build[name]() for name in names}
     feats = dev_sample(args, tokenizer, fcfg, args.eval_features)
-    fps: dict[str, list[float]] = {name: [] for name in INFERENCE}
+    fps: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
-        for name in INFERENCE:
+        for name in names:
             kw = {"pad_to": fcfg.max_seq_length, "sort_by_length": False,
                   "batch_size": PADDED[name]} if name in PADDED else {}
             model, dtype = runners[name]
@@ -160,7 +164,7 @@ def phase_inference(args, results: dict) -> None:
             print(f"round {r}: eval {name:36s} {fps[name][-1]:.2f} windows/s", flush=True)
     median = {name: statistics.median(v) for name, v in fps.items()}
     reference = max(median[name] for name in REFERENCE_BATCHES)
-    ours = [name for name in INFERENCE if name not in PADDED]
+    ours = [name for name in names if name not in PADDED]
     dev, _ = load_squad(SQUAD / f"dev-v{args.version}.json")
     quality = {}
     for name in ours:
@@ -172,9 +176,12 @@ def phase_inference(args, results: dict) -> None:
         print(f"dev by {name}: {result.summary()}", flush=True)
     results["inference"] = {
         "model": source, "eval_windows": len(feats), "rounds": args.rounds,
-        "windows_per_s": {n: {"median": median[n], "runs": fps[n]} for n in INFERENCE},
+        "machine": describe(),
+        "windows_per_s": {n: {"median": median[n], "runs": fps[n]} for n in names},
         "ratio_vs_reference": {n: median[n] / reference for n in ours},
-        "bf16_ratio_vs_reference_in_bf16": median["torch bf16"] / median[REFERENCE_BF16],
+        "bf16_ratio_vs_reference_in_bf16": (median["torch bf16"] / median[REFERENCE_BF16]
+                                            if {"torch bf16", REFERENCE_BF16} <= set(names)
+                                            else None),
         "default_backend": resolve_backend("auto", cpu, inference_dtype(cpu)),
         "cpu_bf16_units": cpu_has_bf16(),
         "dev": quality,
@@ -276,11 +283,13 @@ def table(results: dict) -> str:
             rows.append((f"eval windows/s, {name}",
                          f"{inf['windows_per_s'][name]['median']:.2f}"
                          + (f" ({ratio:.2f}x)" if ratio else "")))
-        if "bf16_ratio_vs_reference_in_bf16" in inf:
+        if inf.get("bf16_ratio_vs_reference_in_bf16"):
             rows.append(("torch bf16 vs the reference in bf16",
                          f"{inf['bf16_ratio_vs_reference_in_bf16']:.2f}x"))
-            rows.append(("default backend here", f"{inf['default_backend']} "
-                         f"(bf16 units: {inf['cpu_bf16_units']})"))
+        rows.append(("default backend here", f"{inf['default_backend']} "
+                     f"(bf16 units: {inf['cpu_bf16_units']})"))
+        if "machine" in inf:
+            rows.append(("measured on", label(inf["machine"])))
         for name, q in inf["dev"].items():
             em, f1 = q.get("exact_match", q.get("exact")), q["f1"]
             rows.append((f"dev EM / F1 read by {name}", f"{em:.2f} / {f1:.2f}"))
@@ -300,6 +309,12 @@ def main() -> None:
     parser.add_argument("--inference-reader", default="",
                         help="training run the inference phase reads with (default: the "
                              "epoch phase's)")
+    parser.add_argument("--inference-backends", default="",
+                        help=f"the inference phase's backends besides the reference, of "
+                        f"{', '.join(n for n in INFERENCE if n not in REFERENCE_BATCHES)} "
+                        "(default: all; on a CPU capped at AVX2, leave out the bf16 ones)")
+    parser.add_argument("--output", default="",
+                        help="results file name (default: reader-v{version}.json)")
     parser.add_argument("--evals-per-epoch", type=int, default=4)
     parser.add_argument("--budget-lr", type=float, default=1.5e-4)
     parser.add_argument("--budget-epochs", type=float, default=0,
@@ -312,7 +327,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(REPO / "bench" / "results"))
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
-    out = Path(args.results) / f"reader-v{args.version}.json"
+    out = Path(args.results) / (args.output or f"reader-v{args.version}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {}
     results["version"] = args.version

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from pretrain.batches import Specials, collate, count_sbo_targets, mask_block
 from pretrain.corpus import Block, build_blocks, unigram_counts
@@ -35,6 +34,7 @@ from reader.train import (
     MetricsLog,
     data_parallel,
     gather_rng_states,
+    linear_schedule,
     optimizer_groups,
     optimizer_step,
     restore_trainer_state,
@@ -185,8 +185,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
     optimizer = torch.optim.AdamW(optimizer_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps),
-                                                total_steps)
+    scheduler = linear_schedule(optimizer, cfg.warmup, total_steps)
     dtype = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 

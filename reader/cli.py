@@ -25,6 +25,12 @@ _TRAIN_HELP = {
     "max_train_seconds": "stop once training (evaluations excluded) has run this long, "
     "evaluate and keep the best checkpoint (0: no limit); the schedule still plans for the "
     "full run, so a tight limit ends with the learning rate above zero",
+    "train_layers": "train only the top N transformer layers and the span head; the "
+    "embeddings and the layers below stay as loaded (0: train everything)",
+    "dropout": "hidden and attention dropout while training (negative: the model's own)",
+    "plan_seconds": "fit the learning-rate schedule to this many seconds of training: it is "
+    "re-planned every 10 steps to the steps that fit at the pace so far (at most --max-steps or "
+    "--epochs), so the decay ends when the time does, on any machine (0: plan by steps)",
     "evals_per_epoch": "dev evaluations (and checkpoints) per epoch",
     "save_steps": "also write a resumable checkpoint every N steps (0: only at evaluations)",
 }

@@ -23,7 +23,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from reader.batching import collate, length_grouped_batches, random_batches
 from reader.checkpoint import (
@@ -57,9 +56,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1
     max_grad_norm: float = 1.0  # clip the gradient norm at this (0: no clipping)
+    train_layers: int = 0  # train only the top N transformer layers and the head (0: all)
+    dropout: float = -1.0  # hidden and attention dropout while training (< 0: the model's own)
     epochs: float = 2.0
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
     max_train_seconds: float = 0  # stop once training (evaluations excluded) took this long
+    plan_seconds: float = 0  # fit the schedule to this much training time (0: plan by steps)
     seed: int = 42
     evals_per_epoch: int = 4
     eval_batch_size: int = 0  # windows per forward pass in evaluations; 0: the device's best
@@ -128,6 +130,56 @@ def span_loss(start_logits, end_logits, starts, ends, attention_mask) -> torch.T
     start = F.cross_entropy(start_logits.float().masked_fill(pad, -1e4), starts, reduction="sum")
     end = F.cross_entropy(end_logits.float().masked_fill(pad, -1e4), ends, reduction="sum")
     return (start + end) / 2
+
+
+def freeze_lower_layers(model: torch.nn.Module, train_layers: int) -> None:
+    """Keep the embeddings and all but the top `train_layers` transformer layers as loaded
+    (0: train everything). Why: no backward pass runs below the lowest trained layer, so a
+    short run on a CPU takes more steps in the same time (bench/demo_reader.py measures
+    what that buys and costs)."""
+    if train_layers <= 0:
+        return
+    base = model.base_model
+    layers = base.encoder.layer
+    if train_layers > len(layers):
+        raise ValueError(f"train_layers {train_layers}: the model has {len(layers)} layers")
+    for module in (base.embeddings, *layers[: len(layers) - train_layers]):
+        module.requires_grad_(False)
+
+
+@dataclass
+class LinearSchedule:
+    """The learning-rate factor at a step: linear warm-up to 1, then linear decay to 0 at
+    `total`. A callable object rather than a closure because the scheduler's state_dict
+    keeps an object's fields: a run re-planned to a time budget resumes with its plan."""
+
+    warmup: int
+    total: int
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return step / max(1, self.warmup)
+        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: float,
+                    total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """`warmup` (a share of `total` steps) then linear decay: the BERT recipe's schedule."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, LinearSchedule(int(warmup * total), total))
+
+
+REPLAN_EVERY = 10  # steps between re-plans of a run fitted to --plan-seconds
+
+
+def steps_that_fit(step: int, trained: float, budget: float, most: int, env: Dist,
+                   device: torch.device) -> int:
+    """How many steps the run takes in all if the rest goes at the pace so far: at least
+    one more, at most `most`. Rank 0's clock decides for every process."""
+    fits = step + int(max(0.0, budget - trained) / max(trained / step, 1e-9))
+    plan = torch.tensor([float(max(step + 1, min(most, fits)))], device=device)
+    if env.world > 1:
+        dist.broadcast(plan, src=0)
+    return int(plan.item())
 
 
 def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -287,7 +339,10 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.resume and resume_from is None and env.main:
         log.warning("--resume: no checkpoint in %s/last, starting from scratch", out)
     tokenizer = load_tokenizer(resume_from or cfg.model)
-    model = load_qa_model(resume_from or cfg.model).to(device)
+    dropout = {} if cfg.dropout < 0 else {"hidden_dropout_prob": cfg.dropout,
+                                          "attention_probs_dropout_prob": cfg.dropout}
+    model = load_qa_model(resume_from or cfg.model, **dropout).to(device)
+    freeze_lower_layers(model, cfg.train_layers)
 
     train_examples, report = load_examples(cfg.train, split="train", for_training=True)
     if cfg.max_train_examples:
@@ -326,9 +381,8 @@ def train(cfg: TrainConfig) -> dict:
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
 
     optimizer = torch.optim.AdamW(optimizer_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(cfg.warmup * total_steps), total_steps
-    )
+    most_steps = total_steps
+    scheduler = linear_schedule(optimizer, cfg.warmup, total_steps)
     dtype = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
@@ -341,6 +395,7 @@ def train(cfg: TrainConfig) -> dict:
         step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
         best, history = state["best"], state["history"]
         trained_before = state.get("train_seconds", 0.0)
+        total_steps = scheduler.lr_lambdas[0].total  # a re-planned run keeps its plan
     metrics_log = MetricsLog(out / "metrics.jsonl", env.main, step if resume_from else None)
     ddp_model = data_parallel(model, env, device)
     pad_to = cfg.max_seq_length if cfg.batching == "padded" else None
@@ -421,6 +476,14 @@ def train(cfg: TrainConfig) -> dict:
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}", fps=f"{rate:.1f}")
             loss_sum, loss_n, window_t, window_seen = 0.0, 0, now, 0
         trained = trained_before + time.perf_counter() - began - eval_seconds
+        if cfg.plan_seconds and step % REPLAN_EVERY == 0 and step < total_steps:
+            # The schedule ends when the time budget does, on whatever machine this is:
+            # the decay follows the steps that fit, and the run stops where it reaches 0.
+            total_steps = steps_that_fit(step, trained, cfg.plan_seconds, most_steps, env,
+                                         device)
+            scheduler.lr_lambdas[0].total = total_steps
+            bar.total = total_steps
+            bar.refresh()
         out_of_time = out_of_training_time(cfg, trained, env, device)
         at_eval = step % eval_every == 0 or step == total_steps or out_of_time
         if at_eval or (cfg.save_steps and step % cfg.save_steps == 0):

@@ -19,7 +19,14 @@ from safetensors.torch import load_file
 from reader.batching import collate, length_grouped_batches, random_batches, sorted_batches
 from reader.checkpoint import load_trainer_state
 from reader.features import Features
-from reader.train import TrainConfig, optimizer_groups, train
+from reader.train import (
+    REPLAN_EVERY,
+    LinearSchedule,
+    TrainConfig,
+    linear_schedule,
+    optimizer_groups,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(max_seq_length=128, doc_stride=32, max_query_length=32, eval_batch_size=32,
@@ -300,3 +307,29 @@ def test_gradient_clipping_is_optional(max_norm):
     optimizer_step(torch.nn.ParameterList([weight]), optimizer, scheduler, scaler, max_norm)
     moved = weight.detach().norm().item()
     assert moved == pytest.approx(max_norm if max_norm else 6.0)
+
+
+def test_a_run_fitted_to_a_time_budget_decays_to_zero_where_it_stops(squad_dir, tiny_model,
+                                                                     tmp_path):
+    """--plan-seconds re-plans the schedule every REPLAN_EVERY steps to the steps that fit:
+    the run ends with the learning rate at 0, well before the step cap."""
+    cfg = _config(squad_dir, tiny_model, tmp_path / "run", dev=None, batch_size=2,
+                  epochs=1000, max_steps=100_000, plan_seconds=3.0, warmup=0.0)
+    summary = train(cfg)
+    trains = [r for r in _metrics(tmp_path / "run") if r["type"] == "train"]
+    assert REPLAN_EVERY < summary["steps"] == summary["planned_steps"] < 100_000
+    assert [r["step"] for r in trains] == list(range(1, summary["steps"] + 1))
+    assert trains[-1]["lr"] == 0 and all(r["lr"] > 0 for r in trains[:-1])
+    assert trains[0]["lr"] == pytest.approx(cfg.lr, rel=1e-3)  # planned for 100k at first
+    # A hang guard, not a speed test: the plan follows the pace it measures.
+    assert summary["train_seconds"] < 60
+
+
+def test_a_re_planned_schedule_is_kept_in_the_scheduler_state():
+    model = torch.nn.Linear(2, 2)
+    first = linear_schedule(torch.optim.SGD(model.parameters(), lr=1.0), 0.1, 1000)
+    first.lr_lambdas[0].total = 40
+    second = linear_schedule(torch.optim.SGD(model.parameters(), lr=1.0), 0.1, 1000)
+    second.load_state_dict(first.state_dict())
+    assert second.lr_lambdas[0] == LinearSchedule(warmup=100, total=40)
+    assert [LinearSchedule(2, 6)(s) for s in range(8)] == [0, 0.5, 1, 0.75, 0.5, 0.25, 0, 0]
