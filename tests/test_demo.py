@@ -10,9 +10,16 @@ import sys
 import pytest
 from conftest import REPO
 
-from api.demo import SHORT_ANSWER_WORDS, judge, short_answer_questions, tally
+from api.demo import (
+    MIN_OVERLAP,
+    SHORT_ANSWER_WORDS,
+    answerable_questions,
+    judge,
+    question_overlap,
+    tally,
+)
 from api.qa import AskResult, Context, SpanAnswer
-from reader.squad import load_squad
+from reader.squad import GoldAnswer, SquadExample, load_squad
 
 
 def answer(text: str) -> SpanAnswer:
@@ -51,26 +58,42 @@ def test_judge_takes_the_best_of_several_golds():
 
 def test_tally_counts_each_kind_in_one_line():
     line = tally(["right", "right", "partly", "wrong", "withheld", "withheld-right"])
-    assert line.startswith("2 of 6 answers right")
+    assert line.startswith("2 of 6 questions answered right")
+    assert "2 of the 4 answers given" in line
     assert "1 partly right" in line and "1 wrong" in line and "2 withheld" in line
     assert "\n" not in line
-    assert "withheld" not in tally(["right", "wrong"])
+    assert "0 withheld" in tally(["right", "wrong"])
 
 
-def test_questions_are_a_seeded_sample_with_short_gold_answers(squad_dir):
+def test_questions_are_a_seeded_sample_of_easy_ones(squad_dir):
     examples, _ = load_squad(squad_dir / "dev-v1.1.json")
-    picked = short_answer_questions(examples, 6)
-    assert len(picked) == 6 and picked == short_answer_questions(examples, 6)
-    assert len({q for q, _ in picked}) == 6
-    pairs = {(e.question, tuple(a.text for a in e.answers)) for e in examples}
-    for question, golds in picked:
-        assert (question, tuple(golds)) in pairs
-        assert all(len(g.split()) <= SHORT_ANSWER_WORDS for g in golds)
-    # Questions with a long gold answer exist and are never picked.
-    long = {(e.question, tuple(a.text for a in e.answers)) for e in examples
-            if any(len(a.text.split()) > SHORT_ANSWER_WORDS for a in e.answers)}
-    many = short_answer_questions(examples, 500)
-    assert long and len(many) == 500 and not long & {(q, tuple(g)) for q, g in many}
+    picked = answerable_questions(examples, 8)
+    assert len(picked) == 8 and picked == answerable_questions(examples, 8)
+    assert picked != answerable_questions(examples, 8, seed=8)
+    easy = {(e.question, tuple(a.text for a in e.answers)) for e in examples
+            if all(len(a.text.split()) <= SHORT_ANSWER_WORDS for a in e.answers)
+            and question_overlap(e) >= MIN_OVERLAP}
+    assert {(q, tuple(g)) for q, g in picked} <= easy
+    # Each filter leaves questions out: long answers, and wording unlike the answer's.
+    hard = [e for e in examples if question_overlap(e) < MIN_OVERLAP]
+    long = [e for e in examples
+            if any(len(a.text.split()) > SHORT_ANSWER_WORDS for a in e.answers)]
+    assert hard and long and len(easy) < len(examples) - max(len(hard), len(long))
+
+
+def example(question: str, answer: str) -> SquadExample:
+    context = "Paris is large. The Eiffel Tower was built in 1889 for a fair. It is tall."
+    return SquadExample(id="q", title="t", context=context, question=question,
+                        answers=[GoldAnswer(answer, context.index(answer))])
+
+
+def test_overlap_counts_the_questions_words_in_the_answers_sentence():
+    # eiffel, tower, built: all in the second sentence, which holds the answer
+    assert question_overlap(example("When was the Eiffel Tower built?", "1889")) == 1.0
+    # year, fair, open: only "fair" is there
+    assert question_overlap(example("What year did the fair open?", "1889")) == pytest.approx(1 / 3)
+    # the words are in the text, but not in the answer's sentence
+    assert question_overlap(example("Is Paris large?", "1889")) == 0.0
 
 
 @pytest.mark.slow
@@ -88,5 +111,5 @@ def test_demo_trains_calibrates_answers_and_grades_itself(squad_dir, tmp_path):
     assert re.search(r"dev-v1\.1, 300 questions with their paragraph: exact match [\d.]+, "
                      r"F1 [\d.]+", out), out
     assert len(re.findall(r"\(SQuAD gold: ", out)) == 3
-    assert re.search(r"^\d of 3 answers right", out, re.MULTILINE), out
+    assert re.search(r"^\d of 3 questions answered right", out, re.MULTILINE), out
     assert (tmp_path / "data" / "readers" / "demo" / "calibration.json").is_file()
