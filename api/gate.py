@@ -30,19 +30,21 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src
                "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
                "frame-ancestors 'none'")
 # FastAPI's /docs and /redoc pages run inline script and load Swagger UI / ReDoc from a CDN:
-# they get only the framing rule.
+# served only when the operator turns them on (`spanqa serve --api-docs`), and then they
+# get only the framing rule; otherwise those paths are 404s under the API's policy.
 DOCS_POLICY = "frame-ancestors 'none'"
 DOCS_ROUTES = ("/docs", "/docs/oauth2-redirect", "/redoc")
 # Everything else is JSON or text: nothing in it may run, load or be framed.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
-def security_headers(path: str) -> dict[str, str]:
+def security_headers(path: str, docs_pages: bool = False) -> dict[str, str]:
     """The headers every response gets: no MIME sniffing (a JSON answer quoting a document
-    must never be taken for HTML), no framing, and the content policy for its kind."""
+    must never be taken for HTML), no framing, and the content policy for its kind
+    (`docs_pages`: FastAPI's docs pages are served, and need their weaker policy)."""
     if path == "/" or path.startswith("/static/"):
         policy = PAGE_POLICY
-    elif path in DOCS_ROUTES:
+    elif docs_pages and path in DOCS_ROUTES:
         policy = DOCS_POLICY
     else:
         policy = API_POLICY
@@ -57,14 +59,17 @@ class PayloadTooLarge(StarletteHTTPException):
 
 
 class RequestGate:
-    """Pure ASGI middleware around every request: request id, body size limit, access log,
-    metrics, and the last line of defence that turns an unexpected exception into a JSON
-    500 carrying the request id (logged with its traceback)."""
+    """Pure ASGI middleware around every request: request id, the security headers (see
+    security_headers: on every response, errors and 413s included, so no route can forget
+    them), body size limit, access log, metrics, and the last line of defence that turns an
+    unexpected exception into a JSON 500 carrying the request id (logged with its
+    traceback)."""
 
     def __init__(self, app: ASGIApp, *, max_json_bytes: int, max_upload_bytes: int,
-                 metrics: Metrics):
+                 metrics: Metrics, docs_pages: bool = False):
         self.app, self.metrics = app, metrics
         self.max_json_bytes, self.max_upload_bytes = max_json_bytes, max_upload_bytes
+        self.docs_pages = docs_pages
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +90,7 @@ class RequestGate:
                 sent["status"], sent["started"] = message["status"], True
                 out = MutableHeaders(scope=message)
                 out["X-Request-ID"] = rid
-                for name, value in security_headers(path).items():
+                for name, value in security_headers(path, self.docs_pages).items():
                     out[name] = value
             await send(message)
 

@@ -15,9 +15,19 @@ A job the server died in the middle of (its file still says "running") is resume
 the server dies in it again it is marked failed at the next start, not resumed: a file
 that kills the server must not kill it at every start. (Files are parsed in a worker
 process under limits, indexer/isolation.py, so that should not happen; this is the
-second line of defence.) A job can be cancelled: a queued one never runs, a running one
-stops at the next file, or at once if a file is being parsed (its worker is killed), and
-publishes nothing, so the index stays on the generation it had.
+second line of defence.) A stop in order (Ctrl-C, SIGTERM) is no crash, even when the
+process exits before the running job reaches its next look at the stop flag (it may be
+writing a large generation): from the moment the stop begins, the job's file says
+"queued", so only a real crash (kill -9, out of memory) leaves it saying "running".
+
+A job can be cancelled: a queued one never runs, a running one stops at the next file, or
+at once if a file is being parsed (its worker is killed), and publishes nothing, so the
+index stays on the generation it had. A cancel asked for before the server stopped holds
+at the next start: the job is cancelled, not resumed.
+
+Job files are written by the job thread and by request threads (a cancel) alike: one lock
+per queue orders the writes, and each write takes its snapshot of the job under it, so the
+last write holds the latest state.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
 MAX_RESUMES = 1  # times a job the server died in is run again
 KEEP_FINISHED = 1000  # finished jobs remembered in memory
+STOPPED = "interrupted by a server stop; queued again at start"
 EMBED_CHUNK = 32  # passages embedded per turn, so questions are not starved of the model
 
 
@@ -178,6 +189,7 @@ class JobQueue:
         self.watch_s = watch_s  # how often, when idle, the index on disk is checked
         self._jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # one job-file write at a time (see _save)
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -191,9 +203,16 @@ class JobQueue:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop after the running job (an index update is atomic, so a job cut off by the
-        process exiting leaves the previous generation live and is re-queued at start)."""
+        process exiting leaves the previous generation live and is re-queued at start).
+        The running job's file is rewritten first, saying "queued" (see _record): if the
+        process exits before the job reaches its next look at the stop flag, the next start
+        resumes it as stopped in order, not as a crash."""
         self._stop.set()
         self._queue.put(None)
+        with self._lock:
+            running = [job for job in self._jobs.values() if job.status == "running"]
+        for job in running:
+            self._save(job)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -216,6 +235,13 @@ class JobQueue:
                       files=[str(f) for f in data.get("files", [])], paths=paths,
                       upload_dir=str(job_file.parent), crashes=crashes + died,
                       message="queued again after a server restart")
+            if data.get("cancel_requested") is True:  # the cancel outlives the server
+                job.cancel_requested = True
+                job.status, job.finished = "cancelled", time.time()
+                job.message = ("cancelled (asked for before the server stopped); nothing was "
+                               "published")
+                self._remember(job)
+                continue
             if job.crashes > MAX_RESUMES:
                 self._fail_after_crashes(job)
                 continue
@@ -232,9 +258,7 @@ class JobQueue:
         job.error = (f"the server stopped while running this job {job.crashes} times; it is "
                      "not resumed again, since one of its files may be what stops it")
         job.message = f"failed; the uploaded files are kept in {job.upload_dir}"
-        with self._lock:
-            self._jobs[job.id] = job
-        self._save(job)
+        self._remember(job)
         log.warning("job %s failed: %s", job.id, job.error, extra={"job_id": job.id})
 
     # ---------------------------------------------------------------- use
@@ -288,11 +312,15 @@ class JobQueue:
 
     # ---------------------------------------------------------------- internals
 
-    def _enqueue(self, job: Job) -> Job:
+    def _remember(self, job: Job) -> None:
+        """Known to the API from now on, and recorded in its file."""
         with self._lock:
             self._jobs[job.id] = job
             self._forget_old()
         self._save(job)
+
+    def _enqueue(self, job: Job) -> Job:
+        self._remember(job)
         self._queue.put(job)
         return job
 
@@ -313,16 +341,29 @@ class JobQueue:
                      message=f"embedding passages ({progress['passages_embedded']}/"
                              f"{progress['passages_to_embed']})")
 
+    def _record(self, job: Job) -> dict[str, Any]:
+        """What the job file says (call under self._lock). Once a stop has begun, a
+        running job is recorded as queued: stopped in order, to be resumed, not a crash."""
+        record = {**job.public(), "paths": list(job.paths)}
+        if job.status == "running" and self._stop.is_set():
+            record.update(status="queued", started=None, message=STOPPED)
+        return record
+
     def _save(self, job: Job) -> None:
-        """The job file in its upload folder: what a restarted server re-queues."""
+        """The job file in its upload folder: what a restarted server re-queues. The job
+        thread and request threads (cancel) both save: under the save lock, one write at
+        a time, each with the snapshot taken under it, so the last write is the latest."""
         if not job.upload_dir:
             return
         folder = Path(job.upload_dir)
-        try:
-            write_json_atomic(folder / JOB_FILE, {**job.public(), "paths": job.paths})
-        except OSError as exc:
-            log.warning("could not record job %s in %s: %s", job.id, folder, exc,
-                        extra={"job_id": job.id})
+        with self._save_lock:
+            with self._lock:
+                record = self._record(job)
+            try:
+                write_json_atomic(folder / JOB_FILE, record)
+            except OSError as exc:
+                log.warning("could not record job %s in %s: %s", job.id, folder, exc,
+                            extra={"job_id": job.id})
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -340,8 +381,7 @@ class JobQueue:
                              message="cancelled; nothing was published, the index is unchanged")
                 log.info("job %s cancelled", job.id, extra={"job_id": job.id})
             except _Interrupted:
-                self._update(job, status="queued", started=None,
-                             message="interrupted by a server stop; queued again at start")
+                self._update(job, status="queued", started=None, message=STOPPED)
                 continue
             except Exception as exc:  # the worker thread must survive any job
                 log.exception("job %s failed", job.id, extra={"job_id": job.id})

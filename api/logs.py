@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
+
+from api.jsonfile import finite
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("spanqa_request_id", default=None)
 
@@ -54,10 +55,8 @@ class JsonFormatter(logging.Formatter):
             data["exception"] = self.formatException(record.exc_info)
         try:
             return json.dumps(data, ensure_ascii=False, default=str, allow_nan=False)
-        except ValueError:  # a NaN field: the line stays strict JSON, the value becomes text
-            finite = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v
-                      for k, v in data.items()}
-            return json.dumps(finite, ensure_ascii=False, default=str)
+        except ValueError:  # a NaN somewhere, however deep: null, and the line stays strict
+            return json.dumps(finite(data), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def configure_json_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:

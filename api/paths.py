@@ -44,6 +44,14 @@ def collection_root(paths: Iterable[str], uploads_dir: Path) -> Path | None:
     return None if root == Path(root.anchor) else root
 
 
+def public_name(path: str) -> str:
+    """A path outside the collection and the uploads as callers without a key see it: an
+    absolute path by its last part, a relative one (a hub id) as it is. Needs no index,
+    so /v1/health, which probes call, can use it without a query."""
+    p = PurePosixPath(path)
+    return (p.name or ".") if p.is_absolute() else path
+
+
 @dataclass(frozen=True)
 class PathView:
     """Maps server paths to the public forms above (`public`, `scrub`) and public path
@@ -61,7 +69,7 @@ class PathView:
             return (PurePosixPath(UPLOADS) / p.relative_to(self.uploads_dir)).as_posix()
         if self.root is not None and p.is_relative_to(self.root):
             return p.relative_to(self.root).as_posix()
-        return p.name or "."
+        return public_name(path)
 
     def scrub(self, value: Any) -> Any:
         """`value` (JSON-like) with every absolute path in its strings made public: whole

@@ -5,14 +5,36 @@ Only the `max_clients` most recently seen addresses are remembered (a flood of a
 must not grow memory); a forgotten one starts again with a full bucket, which is why the
 feedback store also caps the anonymous rows it keeps. State is per process and lost on a
 restart: a limit on abuse, not an accounting.
+
+Clients are grouped as networks hand out addresses: an IPv4 address is one client, an IPv6
+address counts as its /64 (one subscriber's network usually gets a whole /64, so a client
+could otherwise take a fresh address, and a fresh bucket, for every post).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+IPV6_PREFIX = 64  # the IPv6 network one bucket covers
+
+
+def client_group(address: str) -> str:
+    """The bucket an address belongs to: an IPv4 address (also written IPv4-mapped) itself,
+    an IPv6 address its /64; anything that is no address (a test client's name, "unknown")
+    as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
 
 
 class ClientRateLimiter:
@@ -27,7 +49,9 @@ class ClientRateLimiter:
         self._lock = threading.Lock()
 
     def take(self, client: str) -> float:
-        """0.0 when `client` may go ahead (one token spent), else the seconds until it may."""
+        """0.0 when `client` (an address; see client_group) may go ahead (one token spent),
+        else the seconds until it may."""
+        client = client_group(client)
         now = self.clock()
         with self._lock:
             tokens, then = self._buckets.pop(client, (float(self.burst), now))

@@ -23,6 +23,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "SpanBERT SQuAD 2.0 reader, else the one `spanqa demo` caches)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=positive(int, 0), default=8000)
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                   help="a reverse proxy whose X-Forwarded-For header names the client "
+                        "(repeatable; an address or network, e.g. 127.0.0.1 or 10.0.0.0/8). "
+                        "Without one the header is ignored and the client is the address "
+                        "the connection comes from, so that nobody can pick the address "
+                        "the anonymous-feedback rate limit sees")
+    p.add_argument("--api-docs", action="store_true",
+                   help="serve the interactive API docs at /docs and /redoc (FastAPI's "
+                        "pages load Swagger UI and ReDoc from a CDN and run inline script, "
+                        "so they get a weaker content policy; off by default. "
+                        "/openapi.json is always served)")
     p.add_argument("--keys", default=None, help="API keys file (default <index>/../api_keys.json)")
     p.add_argument("--protect-all", action="store_true",
                    help="require an API key on every /v1 endpoint (health excepted), not only "
@@ -168,10 +179,23 @@ def run_serve(args: argparse.Namespace) -> int:
     from api.server import create_app
 
     app = create_app(qa, settings)
-    log.info("SpanQA on http://%s:%d (API docs at /docs)", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
-                server_header=False, timeout_graceful_shutdown=10)
+    log.info("SpanQA on http://%s:%d (API description at /openapi.json%s)", args.host,
+             args.port, ", docs at /docs" if settings.api_docs else "")
+    uvicorn.run(app, **uvicorn_options(args))
     return 0
+
+
+def uvicorn_options(args: argparse.Namespace) -> dict:
+    """How `spanqa serve` runs uvicorn. uvicorn by default believes X-Forwarded-For from
+    127.0.0.1, where this server listens by default: any local client could then name its
+    own address, and with a new one per post get round the anonymous-feedback rate limit
+    and fill its row cap. So the header counts only from the proxies --trusted-proxy
+    names."""
+    trusted = [address for address in args.trusted_proxy if address.strip()]
+    return {"host": args.host, "port": args.port, "log_config": None, "access_log": False,
+            "server_header": False, "timeout_graceful_shutdown": 10,
+            "proxy_headers": bool(trusted),
+            "forwarded_allow_ips": ",".join(trusted) if trusted else None}
 
 
 def _prepare(args: argparse.Namespace):
@@ -206,5 +230,5 @@ def _prepare(args: argparse.Namespace):
         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_json_bytes=int(args.max_json_kb * 1024), reader_name=reader_name,
-        parse_limits=limits)
+        parse_limits=limits, api_docs=args.api_docs)
     return qa, settings

@@ -58,9 +58,10 @@ from api.batching import MicroBatcher, Overloaded
 from api.feedback import FeedbackFull, FeedbackStore
 from api.gate import MiB, RequestGate
 from api.jobs import JobFinishedError, JobQueue, SharedEmbedder
+from api.jsonfile import finite
 from api.logs import REQUEST_ID
 from api.metrics import Metrics
-from api.paths import PathView, collection_root
+from api.paths import PathView, collection_root, public_name
 from api.qa import QA, AskRequest
 from api.ratelimit import ClientRateLimiter
 from api.schemas import AskIn, FeedbackIn, FiltersIn, SearchIn
@@ -102,6 +103,9 @@ class Settings:
     lock_timeout_s: float = 3600.0
     watch_index_s: float = 2.0  # how often an idle server looks for other writers' updates
     parse_limits: ParseLimits = DEFAULT_LIMITS  # what one uploaded file may cost to parse
+    # FastAPI's /docs and /redoc: off by default, since they load their script from a CDN
+    # onto the origin where the page keeps its API key (/openapi.json is always served).
+    api_docs: bool = False
 
     def resolve(self, qa: QA) -> Settings:
         index = Path(self.index or qa.index)
@@ -134,8 +138,8 @@ class _StaticFiles(StaticFiles):
 ANONYMOUS_MAX_CHARS = {"question": 1000, "answer": 500, "comment": 500}
 
 PLACEHOLDER = """<!doctype html><html lang="en"><meta charset="utf-8"><title>SpanQA</title>
-<body><h1>SpanQA</h1><p>The web page is not installed on this server. The API is here:
-<a href="/docs">/docs</a>.</p></body></html>"""
+<body><h1>SpanQA</h1><p>The web page is not installed on this server. The API is described
+in <a href="/openapi.json">/openapi.json</a>.</p></body></html>"""
 
 
 # ------------------------------------------------------------------------- helpers
@@ -157,17 +161,6 @@ def clean_errors(errors: Any) -> list[dict]:
         item["loc"] = [p if isinstance(p, int | str) else str(p) for p in item.get("loc", ())]
         out.append(item)
     return out
-
-
-def finite(value: Any) -> Any:
-    """NaN and infinities become null: JSON has neither."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 @contextlib.contextmanager
@@ -207,7 +200,9 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
     anonymous_posts = ClientRateLimiter(settings.anonymous_feedback_per_minute,
                                         settings.anonymous_feedback_burst)
     uploads_root = Path(settings.uploads_dir).resolve()
-    roots: dict[str, Path | None] = {}  # the collection root of the live generation
+    # (generation, its collection root): replaced whole, in one assignment, and read once
+    # per use, so a request thread never sees one generation's name with another's root.
+    live_root: tuple[str, Path | None] | None = None
 
     # One embedding model, shared by queries and index updates, one caller at a time.
     retriever = qa.retriever
@@ -249,6 +244,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="SpanQA", version="0.1.0", lifespan=lifespan,
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
         description="Retrieval-augmented extractive question answering: answers are exact "
                     "spans of your documents, with their sources. Write endpoints need an "
                     f"API key in the `{HEADER}` header.")
@@ -256,7 +253,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
     app.state.batcher, app.state.jobs, app.state.keys = batcher, jobs, keys
     app.state.feedback = feedback
     app.add_middleware(RequestGate, max_json_bytes=settings.max_json_bytes,
-                       max_upload_bytes=settings.max_upload_bytes, metrics=metrics)
+                       max_upload_bytes=settings.max_upload_bytes, metrics=metrics,
+                       docs_pages=settings.api_docs)
 
     # ------------------------------------------------------------------ errors
 
@@ -311,21 +309,30 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
 
     # ------------------------------------------------------------------ paths
 
+    def cached_path_view() -> PathView | None:
+        """The live generation's view if its root is known already (no query), else None."""
+        cached = live_root
+        if cached is not None and cached[0] == qa.retriever.generation.name:
+            return PathView(uploads_root, cached[1])
+        return None
+
     def path_view() -> PathView:
         """What keyless callers see of paths, for the live generation (its collection root
-        is looked up once per generation)."""
-        generation = qa.retriever.generation.name
-        if generation not in roots:
-            with generation_db(qa) as (db, name):
-                paths = [r["path"] for r in db.query("select distinct path from documents")]
-            roots.clear()
-            roots[name] = roots[generation] = collection_root(paths, uploads_root)
-        return PathView(uploads_root, roots[generation])
+        is looked up once per generation: a distinct-path scan of its documents)."""
+        nonlocal live_root
+        view = cached_path_view()
+        if view is not None:
+            return view
+        with generation_db(qa) as (db, name):
+            paths = [r["path"] for r in db.query("select distinct path from documents")]
+        root = collection_root(paths, uploads_root)
+        live_root = (name, root)
+        return PathView(uploads_root, root)
 
     async def path_view_async() -> PathView:
-        if qa.retriever.generation.name in roots:
-            return path_view()
-        return await asyncio.to_thread(path_view)
+        """path_view for the async routes: the scan, when one is due, runs off the event
+        loop (it takes as long as the documents table is big)."""
+        return cached_path_view() or await asyncio.to_thread(path_view)
 
     def public_paths(items: list[dict], view: PathView) -> None:
         """Answers', hits' and documents' `path` (and a document's metadata path) made
@@ -503,6 +510,9 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
                     if len(value := getattr(body, name) or "") > limit]
         if too_long:
             raise HTTPException(422, too_long)
+        # The connection's address: `spanqa serve` lets X-Forwarded-For replace it only for
+        # the proxies --trusted-proxy names (serve_cli.uvicorn_options), else any client
+        # could pick its own bucket; the limiter counts an IPv6 client by its /64.
         client = request.client.host if request.client else "unknown"
         wait = anonymous_posts.take(client)
         if wait:
@@ -563,7 +573,8 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
     def health(key: str | None = Security(key_header)) -> dict:
         retriever = qa.retriever
         keyed = keys.verify(key) is not None  # never a 401 here: probes send no key
-        reader = settings.reader_name if keyed else path_view().public(settings.reader_name)
+        # Probes call this often: the reader's name without a look at the index.
+        reader = settings.reader_name if keyed else public_name(settings.reader_name)
         return {"status": "ok", "generation": retriever.generation.name,
                 "documents": retriever.manifest.get("documents", 0),
                 "passages": retriever.passages, "reader": reader}

@@ -117,13 +117,16 @@ def update_index(
     progress: bool = True,
     limits: ParseLimits = DEFAULT_LIMITS,
     cancelled: Callable[[], bool] | None = None,
+    worker_command: Sequence[str] | None = None,
 ) -> BuildReport:
     """Add new and changed documents from `add`, drop `remove` (ids or paths), publish.
 
     `rebuild` starts from an empty index instead of the live one (that is `index build`).
-    Files are parsed under `limits` (limits.py; by default in a worker process). When
-    `cancelled` says yes (asked between files, while a file parses, and before publishing)
-    the update raises Cancelled and the live generation stays as it was.
+    Files are parsed under `limits` (limits.py; by default in a worker process, which
+    `worker_command` starts instead of `python -m indexer.parse_worker`: tests start one
+    that misbehaves on purpose), all of them within one parse budget (`limits.job_seconds`).
+    When `cancelled` says yes (asked between files, while a file parses, and before
+    publishing) the update raises Cancelled and the live generation stays as it was.
     """
     cancelled = cancelled or (lambda: False)
     began = time.perf_counter()
@@ -150,7 +153,7 @@ def update_index(
 
         removed = _remove(documents, passages, remove, report)
         new_docs = _read_new(add, documents, max_file_bytes, report, progress, limits,
-                             cancelled)
+                             cancelled, worker_command)
         for doc in new_docs:
             if doc.id in documents:
                 removed.add(doc.id)  # a changed document: its old passages go
@@ -257,11 +260,13 @@ def _check(cancelled: Callable[[], bool]) -> None:
 
 def _read_new(paths: Sequence[str | Path], documents: dict[str, dict], max_file_bytes: int,
               report: BuildReport, progress: bool, limits: ParseLimits,
-              cancelled: Callable[[], bool]) -> list[Document]:
+              cancelled: Callable[[], bool], worker_command: Sequence[str] | None
+              ) -> list[Document]:
     """New and changed documents (by content hash); unchanged ones are only counted."""
     new: dict[str, Document] = {}
     bar = tqdm(desc="read", unit="doc", disable=not progress)
-    with open_reader(limits, max_bytes=max_file_bytes, cancelled=cancelled) as read:
+    with open_reader(limits, max_bytes=max_file_bytes, cancelled=cancelled,
+                     command=worker_command) as read:
         for item in iter_documents(paths, max_bytes=max_file_bytes, read=read):
             _check(cancelled)  # between files (and records): nothing read so far is kept
             bar.update(1)

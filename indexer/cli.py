@@ -33,6 +33,16 @@ def add_limit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-depth", type=int, default=d.max_depth, metavar="N",
                    help=f"element nesting of an HTML page (default {d.max_depth}; the parser "
                         "stops at 2047 whatever this says)")
+    p.add_argument("--max-records", type=int, default=d.max_records, metavar="N",
+                   help="documents in one JSON, JSON lines or SQuAD file; files with more are "
+                        f"skipped (default {d.max_records})")
+    p.add_argument("--max-reply-mb", type=int, default=d.max_reply_bytes // MiB, metavar="MB",
+                   help="what the parse worker may send back for one file (its documents as "
+                        "JSON); a file whose result is larger is skipped "
+                        f"(default {d.max_reply_bytes // MiB})")
+    p.add_argument("--parse-budget", type=float, default=d.job_seconds, metavar="S",
+                   help="seconds one build (or server job) may spend parsing, all its files "
+                        f"together; files after that are skipped (default {d.job_seconds:g})")
     p.add_argument("--no-parse-worker", action="store_true",
                    help="parse in this process (trusted files only): no memory or time limit")
 
@@ -42,7 +52,8 @@ def limits_from_args(args: argparse.Namespace) -> ParseLimits:
         max_member_bytes=args.max_unpacked_mb * MiB,
         max_unpacked_bytes=args.max_unpacked_total_mb * MiB, max_depth=args.max_depth,
         seconds=args.parse_timeout, memory_bytes=args.parse_memory_mb * MiB,
-        isolated=not args.no_parse_worker)
+        max_records=args.max_records, max_reply_bytes=args.max_reply_mb * MiB,
+        job_seconds=args.parse_budget, isolated=not args.no_parse_worker)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,15 +1,17 @@
-"""How much one untrusted file may cost to parse: unpacked bytes, nesting, seconds, memory.
+"""How much one untrusted file may cost to parse: unpacked bytes, nesting, seconds, memory,
+records and reply size; and how long one build may spend parsing all its files.
 
 Uploads come from clients the server does not control. A 1 MB DOCX can inflate to
-gigabytes and a 220 KB page can nest 20,000 elements deep, so every bound that keeps one
-file from taking down the process that indexes it lives here, in one record that the CLI,
-the server and the parse worker share (README, "The index", lists the defaults).
+gigabytes, a 220 KB page can nest 20,000 elements deep and a 1.3 MB JSON lines file of
+`{"text": "a"}` is 100,000 documents (a 30 MB reply from the parse worker, 135 MB in the
+process that receives it), so every bound that keeps one file from taking down the process
+that indexes it lives here, in one record that the CLI, the server and the parse worker
+share (README, "The index", lists the defaults).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 MiB = 1024 * 1024
 
@@ -24,8 +26,11 @@ class ParseLimits:
 
     `isolated` runs every parse in a separate worker process whose address space is capped
     at `memory_bytes` and which the parent kills after `seconds`: the only way to bound a
-    parser's memory and time that no input can get around. The size and depth limits hold
-    in-process too.
+    parser's memory and time that no input can get around. The size, depth and record limits
+    hold in-process too; `max_reply_bytes` bounds what the parent reads back from the worker.
+    `job_seconds` is shared by all the files of one build (one server job): once it is
+    spent, the file being parsed is stopped and the rest are skipped, so that one upload of
+    many slow files cannot hold the job queue for hours (N files x `seconds`).
     """
 
     max_member_bytes: int = 200 * MiB  # unpacked size of one archive member (DOCX parts)
@@ -33,21 +38,19 @@ class ParseLimits:
     max_depth: int = 1024  # element nesting in HTML
     seconds: float = 30.0  # wall-clock time one file may take in the worker
     memory_bytes: int = 2048 * MiB  # the worker's address space (RLIMIT_AS)
+    max_records: int = 50_000  # documents (JSON records, SQuAD articles) in one file
+    max_reply_bytes: int = 128 * MiB  # the worker's reply for one file (JSON, UTF-8)
+    job_seconds: float = 600.0  # parse time of one build or job, all its files together
     isolated: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_member_bytes", "max_unpacked_bytes", "max_depth", "memory_bytes"):
+        for name in ("max_member_bytes", "max_unpacked_bytes", "max_depth", "memory_bytes",
+                     "max_records", "max_reply_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.seconds > 0:
-            raise ValueError(f"seconds must be positive, got {self.seconds}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ParseLimits:
-        return cls(**data)
+        for name in ("seconds", "job_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 DEFAULT_LIMITS = ParseLimits()

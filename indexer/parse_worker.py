@@ -8,9 +8,12 @@ records. Its address space is capped (RLIMIT_AS), so a file that needs more memo
 limit fails here with MemoryError, and the worker exits with MEMORY_EXIT, instead of
 growing the server; the parent (isolation.py) enforces the wall-clock limit by killing it.
 
-Replies are JSON, not pickle: the parent decodes what a process that has just parsed
-hostile bytes sends it, and JSON cannot run code. (It also round-trips lone surrogates,
-which JSON records may hold, through its \\u escapes.)
+Replies are strict JSON in UTF-8, not pickle: the parent decodes what a process that has
+just parsed hostile bytes sends it, and JSON cannot run code; the parent also reads at most
+`ParseLimits.max_reply_bytes` of it and checks every record (isolation.py). Non-ASCII text is
+sent as it is, not as \\u escapes (six bytes for a Cyrillic letter), so that a reply is
+about the size of the text it carries; lone surrogates, which JSON records may hold, travel
+as their UTF-8 forms ("surrogatepass" at both ends).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import asdict
 from typing import Any
 
 from indexer.limits import ParseLimits
-from indexer.records import Document, Section, Skipped
+from indexer.records import Document, Skipped
 
 READY = b"ready\n"
 MEMORY_EXIT = 3  # the exit status that means "over the memory limit"
@@ -32,25 +35,17 @@ _CPU_SLACK_S = 5  # the worker's own CPU cap per file, beyond twice the parent's
 
 
 def encode_results(results: list[Document | Skipped]) -> bytes:
+    """One reply line (without its newline): a JSON list of {"document": ...} and
+    {"skipped": ...} items, strict (the readers refuse NaN; should one get through, this
+    fails here rather than in the parent or the index)."""
     items: list[dict[str, Any]] = []
     for item in results:
         if isinstance(item, Document):
             items.append({"document": asdict(item)})
         else:
             items.append({"skipped": {"path": item.path, "reason": item.reason}})
-    return json.dumps(items).encode("ascii")
-
-
-def decode_results(line: bytes) -> list[Document | Skipped]:
-    results: list[Document | Skipped] = []
-    for item in json.loads(line):
-        if "document" in item:
-            fields = item["document"]
-            fields["sections"] = [Section(**s) for s in fields["sections"]]
-            results.append(Document(**fields))
-        else:
-            results.append(Skipped(**item["skipped"]))
-    return results
+    return json.dumps(items, ensure_ascii=False, allow_nan=False).encode("utf-8",
+                                                                        "surrogatepass")
 
 
 def _preload() -> None:
@@ -82,7 +77,7 @@ def _limit_cpu(seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    limits = ParseLimits.from_dict(json.loads(args[0]))
+    limits = ParseLimits(**json.loads(args[0]))
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops
     # (it kills the worker, or closes its stdin, which ends the loop below).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -102,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             reply = encode_results(results)
         except MemoryError:
             os._exit(MEMORY_EXIT)  # no clean-up: the heap may be too full for it
-        replies.write(reply + b"\n")
+        replies.write(reply)
+        replies.write(b"\n")  # apart: `reply + b"\n"` would copy a reply of up to 128 MB
         replies.flush()
     return 0
 

@@ -12,7 +12,6 @@ import codecs
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import stat
@@ -26,6 +25,7 @@ from indexer.decoding import decode_utf16, guess_legacy
 from indexer.html_text import HtmlError, read_page
 from indexer.limits import DEFAULT_LIMITS, ParseLimits
 from indexer.records import Document, Section, Skipped
+from indexer.strictjson import first_non_finite, marked_loads
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl")
 MAX_FILE_BYTES = 50 * 1024 * 1024  # default limit; files above it are skipped ("too large")
@@ -33,6 +33,8 @@ MAX_FILE_BYTES = 50 * 1024 * 1024  # default limit; files above it are skipped (
 PARAGRAPH_BREAK = "\n\n"
 
 Result = Document | Skipped
+# Every reader: (path, bytes, limits) -> its documents and skipped records
+Reader = Callable[[Path, bytes, ParseLimits], list[Result]]
 
 
 class _Unreadable(Exception):
@@ -146,8 +148,7 @@ def read_file(
         return [Skipped(str(path), f"unsupported file type {suffix or '(no extension)'}")]
     try:
         data, mtime = _read_bytes(path, max_bytes)
-        limited = reader in _LIMITED_READERS
-        results = reader(path, data, limits) if limited else reader(path, data)
+        results = reader(path, data, limits)
         return [_stamp(item, mtime) for item in results]
     except _Unreadable as exc:
         return [Skipped(str(path), exc.reason)]
@@ -315,12 +316,12 @@ _ATX_H1 = re.compile(r"^ {0,3}#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 
-def _read_text(path: Path, data: bytes) -> list[Result]:
+def _read_text(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
     text = _normalise_newlines(_decode(data))
     return [_make_document(path, path.stem, text)]
 
 
-def _read_markdown(path: Path, data: bytes) -> list[Result]:
+def _read_markdown(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
     """Markdown stays as it is (already readable); only the title comes from the markup."""
     text = _normalise_newlines(_decode(data))
     return [_make_document(path, _markdown_title(text) or path.stem, text)]
@@ -343,7 +344,7 @@ def _markdown_title(text: str) -> str | None:
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 
 
-def _read_html(path: Path, data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> list[Result]:
+def _read_html(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
     """Visible text, one paragraph per block element (see html_text.py); encoding from BOM,
     <meta>, or guess. The decoded text goes to the parser as UTF-8, so that a <meta charset>
     cannot make it decode the page a second time, differently."""
@@ -361,7 +362,7 @@ def _read_html(path: Path, data: bytes, limits: ParseLimits = DEFAULT_LIMITS) ->
 # PDF
 
 
-def _read_pdf(path: Path, data: bytes) -> list[Result]:
+def _read_pdf(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
     """One Section per page with text, so that no passage spans two pages and every
     passage can cite its page. Page text is trimmed at its edges only."""
     from pypdf import PdfReader
@@ -430,7 +431,7 @@ def _pdf_title(reader: Any) -> str | None:
 # DOCX
 
 
-def _read_docx(path: Path, data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> list[Result]:
+def _read_docx(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
     """Body paragraphs and table cells in document order, one paragraph each. The zip is
     checked against the unpacked-size limits first (archive.py): python-docx reads every
     part whole. Its XML parser stops at 256 levels of nesting, with an error, not a cut."""
@@ -486,53 +487,18 @@ def _docx_title(document: Any, paragraphs: list[Any]) -> str | None:
 _RECORD_FIELDS = ("id", "title", "text", "metadata")
 
 
-class _NonFinite:
-    """What NaN, Infinity and -Infinity (which Python's json accepts) and numbers beyond a
-    float's range (1e999) parse to, instead of a float: stored, they would make the
-    metadata invalid JSON, which SQLite's JSON functions (tag filters) refuse. A record
-    holding one is skipped by `_parse_record`, naming the field."""
-
-    __slots__ = ("literal",)
-
-    def __init__(self, literal: str) -> None:
-        self.literal = literal
-
-
-def _float_or_marker(literal: str) -> float | _NonFinite:
-    value = float(literal)
-    return value if math.isfinite(value) else _NonFinite(literal)
-
-
-def _loads(text: str) -> Any:
-    """json.loads that marks non-finite numbers (`_NonFinite`) rather than turning them
-    into floats that strict JSON cannot write back."""
-    return json.loads(text, parse_constant=_NonFinite, parse_float=_float_or_marker)
-
-
-def _non_finite_field(record: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, literal) of the first non-finite number in a record, e.g. ("metadata.score",
-    "NaN"); iterative, since a record may nest as deep as the JSON parser allows."""
-    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in reversed(record.items())]
-    while stack:
-        field, value = stack.pop()
-        if isinstance(value, _NonFinite):
-            return field, value.literal
-        if isinstance(value, dict):
-            stack.extend((f"{field}.{k}", v) for k, v in reversed(value.items()))
-        elif isinstance(value, list):
-            stack.extend((f"{field}[{i}]", v) for i, v in reversed(list(enumerate(value))))
-    return None
-
-
-def _read_json(path: Path, data: bytes) -> list[Result]:
-    """A list of records, {"records" | "documents": [...]}, one record, or SQuAD."""
+def _read_json(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
+    """A list of records, {"records" | "documents": [...]}, one record, or SQuAD. Numbers
+    strict JSON does not allow are marked, so that only their records are skipped."""
     try:
-        value = _loads(_decode(data))
+        value = marked_loads(_decode(data))
     except json.JSONDecodeError as exc:
         raise _Unreadable(f"invalid JSON: {exc}") from exc
     if _is_squad(value):
+        _check_record_count(len(value["data"]), limits)
         return _squad_documents(path, value["data"])
     records = _json_records(value)
+    _check_record_count(len(records), limits)
     return _records_to_documents(path, [(f"record {i}", str(i), r) for i, r in enumerate(records)])
 
 
@@ -547,19 +513,28 @@ def _json_records(value: Any) -> list[Any]:
     raise _Unreadable(f"unsupported JSON layout: top level is a {type(value).__name__}")
 
 
-def _read_jsonl(path: Path, data: bytes) -> list[Result]:
+def _read_jsonl(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
     """One record per line; a bad line is skipped alone, blank lines are ignored. Lines are
     split on "\n" only: JSON strings may hold a raw U+2028, which str.splitlines splits on."""
+    lines = [(number, line) for number, line in enumerate(_decode(data).split("\n"), start=1)
+             if line.strip()]
+    _check_record_count(len(lines), limits)  # before any record is parsed
     entries: list[tuple[str, str, Any]] = []
-    for number, line in enumerate(_decode(data).split("\n"), start=1):
-        if not line.strip():
-            continue
+    for number, line in lines:
         try:
-            record: Any = _loads(line)
+            record: Any = marked_loads(line)
         except json.JSONDecodeError as exc:
             record = _Unreadable(f"invalid JSON ({exc.msg}, column {exc.colno})")
         entries.append((f"line {number}", str(number), record))
     return _records_to_documents(path, entries)
+
+
+def _check_record_count(count: int, limits: ParseLimits) -> None:
+    """Refuses a file of more records than `limits.max_records`. Each record costs the
+    index (and the process the parse worker sends it to) a Document, whatever its size: a
+    1.3 MB file of 100,000 `{"text": "a"}` lines made a 30 MB reply and 135 MB of them."""
+    if count > limits.max_records:
+        raise _Unreadable(f"{count} records, more than the {limits.max_records}-record limit")
 
 
 def _records_to_documents(path: Path, entries: list[tuple[str, str, Any]]) -> list[Result]:
@@ -591,14 +566,14 @@ def _parse_record(record: Any, fallback_id: str) -> tuple[str, str | None, str, 
         raise record
     if not isinstance(record, dict):
         raise _Unreadable(f"record is a {type(record).__name__}, not an object")
-    if (non_finite := _non_finite_field(record)) is not None:
-        field, literal = non_finite
+    if (non_finite := first_non_finite(record)) is not None:
+        field, marker = non_finite
         raw = record.get("id")
         plain_id = isinstance(raw, str | int) and not isinstance(raw, bool)
         named = f"record {raw!r}: " if plain_id else ""
-        why = ("beyond a float's range (it would be stored as Infinity)" if literal[-1:].isdigit()
+        why = ("beyond a float's range (it would be stored as Infinity)" if marker.beyond_range
                else "which strict JSON does not allow (no NaN or Infinity)")
-        raise _Unreadable(f"{named}{field} is {literal}, {why}")
+        raise _Unreadable(f"{named}{field} is {marker.literal}, {why}")
     if "text" not in record:
         raise _Unreadable("no text field")
     text = record["text"]
@@ -679,7 +654,7 @@ def _squad_article(article: Any, index: int) -> tuple[str, str, list[Section]]:
 
 # --------------------------------------------------------------------------------------
 
-_READERS: dict[str, Callable[..., list[Result]]] = {
+_READERS: dict[str, Reader] = {
     ".txt": _read_text,
     ".md": _read_markdown,
     ".markdown": _read_markdown,
@@ -690,5 +665,3 @@ _READERS: dict[str, Callable[..., list[Result]]] = {
     ".json": _read_json,
     ".jsonl": _read_jsonl,
 }
-# readers that take the ParseLimits as a third argument
-_LIMITED_READERS = (_read_html, _read_docx)

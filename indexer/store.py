@@ -7,14 +7,14 @@ embeddings.npy: one number ties the three together.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import sqlite_utils
 
 from indexer.records import Document, Passage
+from indexer.strictjson import strict_loads as strict_loads  # what reads stored JSON
 
 DB_FILE = "index.db"
 
@@ -53,24 +53,6 @@ def document_row(document: Document) -> dict[str, Any]:
             "length": len(document.text),
             "metadata": json.dumps(document.metadata, ensure_ascii=False, default=str,
                                    allow_nan=False)}
-
-
-def strict_loads(text: str) -> Any:
-    """json.loads that refuses NaN, Infinity and -Infinity, which Python's parser accepts
-    but strict JSON, SQLite's JSON functions and HTTP responses do not, and numbers that
-    only fit a float as infinity (1e999), which could not be written back (ValueError)."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-
-
-def _refuse_constant(literal: str) -> NoReturn:
-    raise ValueError(f"{literal} is not valid JSON")
-
-
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise ValueError(f"{literal} is beyond a float's range")
-    return value
 
 
 def insert_passages(db: sqlite_utils.Database, rows: Iterable[dict[str, Any]]) -> None:

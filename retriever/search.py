@@ -7,6 +7,7 @@ consistent set of SQLite rows, BM25 weights and vectors, whatever a writer does 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,7 @@ class Retriever:
         self._embedder = embedder
         self.fusion, self.candidates = fusion or Fusion(), candidates
         self.db = store.open_db(self.generation)
+        self._guard_tags = False  # set once a tag filter meets metadata SQLite cannot read
         self.bm25 = BM25Index.load(self.generation / BM25_DIR) if self.passages else None
         self.faiss = load_faiss(self.generation / FAISS_FILE) if self.passages else None
         self.on_gpu = self.faiss is not None and "Gpu" in type(self.faiss).__name__
@@ -228,7 +230,26 @@ class Retriever:
         return np.maximum.reduceat(scores, offsets)
 
     def _allowed(self, filters: Filters) -> np.ndarray:
-        """A boolean mask over passage rows from document metadata."""
+        """A boolean mask over passage rows from document metadata.
+
+        Metadata is strict JSON on the way in, and `index verify` reports rows that are not
+        (written by an older SpanQA, or edited by hand), so tag filters read it as it is:
+        checking every row with json_valid, per tag, would cost every filtered search. A
+        row SQLite cannot read makes json_each fail the query; then this generation (which
+        never changes under this Retriever) is searched from then on with the check, such
+        rows matching no tag, instead of every filtered search failing."""
+        try:
+            rows = self._filtered_rows(filters, self._guard_tags)
+        except sqlite3.OperationalError:
+            if self._guard_tags or not filters.tags:
+                raise
+            self._guard_tags = True
+            rows = self._filtered_rows(filters, True)
+        mask = np.zeros(self.passages, dtype=bool)
+        mask[rows] = True
+        return mask
+
+    def _filtered_rows(self, filters: Filters, guard_tags: bool) -> list[int]:
         where, args = [], []
         if filters.path_prefix:
             where.append("d.path like ? escape '\\'")
@@ -237,18 +258,15 @@ class Retriever:
         if filters.title:
             where.append("d.title = ?")
             args.append(filters.title)
+        metadata = ("case when json_valid(d.metadata) then d.metadata else '{}' end"
+                    if guard_tags else "d.metadata")
         for tag in filters.tags:
-            # Metadata that is not strict JSON (written before it was checked, or edited by
-            # hand) matches no tag instead of failing every filtered search; verify reports it.
-            where.append("exists (select 1 from json_each(case when json_valid(d.metadata) "
-                         "then d.metadata else '{}' end, '$.tags') t where t.value = ?)")
+            where.append(f"exists (select 1 from json_each({metadata}, '$.tags') t "
+                         "where t.value = ?)")
             args.append(tag)
         sql = ("select p.row from passages p join documents d on d.id = p.document_id where "
                + " and ".join(where))
-        mask = np.zeros(self.passages, dtype=bool)
-        rows = [r["row"] for r in self.db.query(sql, args)]
-        mask[rows] = True
-        return mask
+        return [r["row"] for r in self.db.query(sql, args)]
 
     def _hit(self, row: dict, score: float, ranks: dict[str, dict[int, int]]) -> Hit:
         return Hit(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from indexer import decoding
 from indexer.readers import read_file
 from indexer.records import Document, Skipped
 
@@ -126,3 +127,56 @@ def test_utf16_shaped_binary_is_still_binary(tmp_path):
     data = bytes(b for _ in range(2000) for b in (rng.randrange(1, 256), 0))
     result = read_back(tmp_path / "samples.txt", data)
     assert isinstance(result, Skipped) and result.reason == "binary file", result
+
+
+# English with a cp1252 character here and there: the slow case for judging whole files,
+# since scoring a reading stops only after 20,000 non-ASCII characters
+ENGLISH_1252 = ("The committee met on Tuesday to review the budget for the coming year. Most "
+                "of the discussion concerned the library, whose roof has leaked since the "
+                "storms of last winter, and the cost of repairing it before the autumn term "
+                "begins. The treasurer’s estimate came to €48,000 — “more than we hoped”, "
+                "she said.\n") * 4
+
+
+def large_cp1252_text(size: int) -> str:
+    """`size` characters or so of Western European prose in cp1252 (€, curly quotes, dashes)
+    with a different number in every paragraph, so that no stretch of it repeats."""
+    paragraphs: list[str] = []
+    total = number = 0
+    while total < size:
+        for body in (ENGLISH_1252, FRENCH_1252, ENGLISH_1252, GERMAN_1252, SPANISH_1252):
+            paragraphs.append(f"§ {number}. {body}")
+            total += len(paragraphs[-1])
+            number += 1
+    return "".join(paragraphs)
+
+
+def test_a_large_cp1252_file_is_judged_on_a_sample_and_decoded_exactly(tmp_path):
+    """Judging every candidate reading of the whole file took 2-4 s per 5 MB, so large
+    files ran out of parse time; a sample decides now, and the whole file is decoded once
+    with the winner, exactly."""
+    text = large_cp1252_text(20_000_000)
+    data = text.encode("cp1252")
+    assert len(data) >= 20_000_000
+    assert decoding._sample(data) != [data]  # the sample path, not the whole file
+    result = read_back(tmp_path / "large.txt", data)
+    assert isinstance(result, Document), result
+    assert result.text == text
+
+
+def test_a_winner_that_fails_outside_the_sample_gives_way_to_the_next(tmp_path):
+    """A byte cp1252 has no character for (0x81), where the sample does not look: cp1252
+    wins on the sample but cannot decode the file, so the next candidate that decodes all
+    of it strictly gives the text."""
+    text = large_cp1252_text(3_000_000)
+    data = text.encode("cp1252")
+    middle = len(data) // 6  # between the first and the second stretch of the sample
+    assert all(b"\x81" not in piece for piece in decoding._sample(data))
+    data = data[:middle] + b"\x81" + data[middle:]
+    assert all(b"\x81" not in piece for piece in decoding._sample(data))
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("cp1252")
+    guess = decoding.guess_legacy(data)
+    assert guess is not None
+    decoded, encoding = guess
+    assert encoding != "cp1252" and decoded == data.decode(encoding)

@@ -538,6 +538,34 @@ def test_records_with_nan_or_infinity_are_skipped_alone(tmp_path, suffix):
         json.dumps(doc.metadata, allow_nan=False)  # what the index stores: strict JSON
 
 
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_a_file_over_the_record_limit_is_skipped_whole(tmp_path, suffix):
+    """Each record is a Document, whatever its size: a file of many tiny ones is refused
+    before any is built, naming the count; one at the limit loads. Blank lines are no
+    records."""
+    limits = ParseLimits(max_records=3)
+    records = [json.dumps({"text": "a"}) for _ in range(4)]
+    for count, name in ((4, "over"), (3, "at")):
+        path = tmp_path / f"{name}{suffix}"
+        body = records[:count]
+        path.write_text("[" + ",".join(body) + "]" if suffix == ".json"
+                        else "\n\n".join(body) + "\n", encoding="utf-8")
+        results = read_file(path, limits=limits)
+        if count == 4:
+            assert results == [Skipped(str(path), "4 records, more than the 3-record limit")]
+        else:
+            assert [type(r) for r in results] == [Document] * 3
+
+
+def test_a_squad_file_over_the_record_limit_is_skipped(tmp_path):
+    articles = [{"title": f"A{i}", "paragraphs": [{"context": f"Context {i}.", "qas": []}]}
+                for i in range(3)]
+    path = write_json(tmp_path / "squad.json", {"version": "v2.0", "data": articles})
+    assert only_skipped(path, limits=ParseLimits(max_records=2)).reason == (
+        "3 records, more than the 2-record limit")
+    assert len(read_file(path, limits=ParseLimits(max_records=3))) == 3
+
+
 # --------------------------------------------------------------------------------------
 # SQuAD
 
@@ -618,7 +646,7 @@ def test_uppercase_extension_is_supported(tmp_path):
 
 
 def test_unexpected_error_becomes_skipped(tmp_path, monkeypatch):
-    def explode(path, data):
+    def explode(path, data, limits):
         raise RuntimeError("boom")
 
     monkeypatch.setitem(readers._READERS, ".txt", explode)
