@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reader.cli import add_backend_argument
+from ..reader.cli import add_backend_argument
 
 if TYPE_CHECKING:  # imported where used: `spanqa --help` stays fast
-    from api.qa import QA, AskResult
+    from .qa import QA, AskResult
 
 
 def add_reading_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,15 +70,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def open_qa(index: str | None, reader: str | None, **kwargs) -> QA:
-    from api.qa import QA
-    from api.readers import resolve_reader
-    from reader.paths import default_index
+    from ..core.paths import default_index
+    from .default_reader import resolve_reader
+    from .qa import QA
 
     return QA(index or default_index(), resolve_reader(reader), **kwargs)
 
 
 def _run_ask(args: argparse.Namespace) -> int:
-    from retriever.search import Filters
+    from ..retriever.search import Filters
 
     qa = open_qa(args.index, args.reader, retrieval_k=args.retrieval_k, mode=args.mode,
                  adaptive=not args.read_all, first_read=args.first_read,
@@ -113,11 +113,11 @@ def format_result(result: AskResult) -> str:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from api.calibrate import calibrate
-    from api.qa import QA
-    from api.readers import resolve_reader
-    from reader.paths import default_index
-    from reader.squad import load_squad
+    from ..core.paths import default_index
+    from ..reader.squad import load_squad
+    from .calibration_fit import calibrate
+    from .default_reader import resolve_reader
+    from .qa import QA
 
     reader = resolve_reader(args.reader)
     qa = QA(args.index or default_index(), reader, retrieval_k=args.retrieval_k,

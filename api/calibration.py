@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from api.jsonfile import write_json_atomic
+from .jsonfile import write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from api.ask_cli import add_parser as add_ask_parser
-from api.demo import add_parser as add_demo_parser
-from api.jobs_cli import add_parser as add_jobs_parser
-from api.logs import quieten_libraries
-from api.serve_cli import add_parser as add_serve_parser
-from indexer.cli import add_parser as add_index_parser
-from pretrain.cli import add_parser as add_pretrain_parser
-from reader.cli import add_parser as add_reader_parser
+from ..indexer.cli import add_parser as add_index_parser
+from ..pretrain.cli import add_parser as add_pretrain_parser
+from ..reader.cli import add_parser as add_reader_parser
+from ..retriever.cli import add_parser as add_search_parser
+from .ask_cli import add_parser as add_ask_parser
+from .demo import add_parser as add_demo_parser
+from .jobs_cli import add_parser as add_jobs_parser
+from .logs import quieten_libraries
+from .serve_cli import add_parser as add_serve_parser
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def squad_dir() -> Path:
-    """Where the shared SQuAD files live: $SPANQA_SQUAD_DIR, else ../shared/squad."""
-    return Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_reader_parser(sub)
     add_index_parser(sub)
+    add_search_parser(sub)
     add_ask_parser(sub)
     add_demo_parser(sub)
     add_serve_parser(sub)
@@ -56,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one clear line for errors the user can fix
-        from indexer.layout import IndexBusyError
-        from reader.models import ModelLoadError
-        from reader.squad import SquadFormatError
+        from ..index.layout import IndexBusyError
+        from ..reader.squad import SquadFormatError
+        from ..runtime.hub import ModelLoadError
 
         if isinstance(exc, ModelLoadError | SquadFormatError | IndexBusyError | ValueError
                       | FileNotFoundError):

@@ -34,7 +34,7 @@ MIN_OVERLAP = 2 / 3  # and that share this much of their wording with the answer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from reader.paths import data_home
+    from ..core.paths import data_home
 
     p = sub.add_parser("demo", help="index documents, train a reader if none is cached, "
                        "then answer questions with their sources")
@@ -57,8 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from api.cli import squad_dir
-    from api.qa import QA
+    from ..core.paths import squad_dir
+    from .qa import QA
 
     began = time.perf_counter()
     squad = squad_dir()
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def index_documents(index: str, docs: list[str]) -> None:
-    from indexer.build import update_index
+    from ..indexer.build import update_index
 
     print(f"[1/4] Indexing {', '.join(docs)} into {index} (unchanged files are skipped)")
     print(update_index(index, add=docs).table())
@@ -85,7 +85,7 @@ def index_documents(index: str, docs: list[str]) -> None:
 
 def demo_reader(args: argparse.Namespace, squad: Path) -> tuple[Path, bool]:
     """The reader to answer with, and whether it was trained just now."""
-    from reader.paths import demo_reader_dir
+    from ..core.paths import demo_reader_dir
 
     reader = Path(args.reader) if args.reader else demo_reader_dir()
     if args.reader is not None or ((reader / "best").is_dir() and not args.retrain):
@@ -107,8 +107,8 @@ def demo_reader(args: argparse.Namespace, squad: Path) -> tuple[Path, bool]:
 def calibrate_reader(qa, reader: Path, squad: Path, *, fit: bool) -> None:
     """Fit the confidences of a reader trained just now on SQuAD 2.0 questions asked over
     the index (the unanswerable ones set the abstention threshold)."""
-    from api.calibrate import calibrate
-    from reader.squad import load_squad
+    from ..reader.squad import load_squad
+    from .calibration_fit import calibrate
 
     if not fit or not (squad / "dev-v2.0.json").is_file():
         print("[3/4] Calibration: " + ("fitted earlier" if qa.calibration.fitted
@@ -128,7 +128,7 @@ def calibrate_reader(qa, reader: Path, squad: Path, *, fit: bool) -> None:
 
 def questions_to_ask(args: argparse.Namespace, squad: Path) -> list[tuple[str, list[str]]]:
     """(question, gold answers): the user's, else SQuAD dev questions with their golds."""
-    from reader.squad import load_squad
+    from ..reader.squad import load_squad
 
     if args.question:
         return [(q, []) for q in args.question]
@@ -139,7 +139,7 @@ def questions_to_ask(args: argparse.Namespace, squad: Path) -> list[tuple[str, l
 
 
 def answer_questions(qa, questions: list[tuple[str, list[str]]]) -> None:
-    from api.ask_cli import format_result
+    from .ask_cli import format_result
 
     graded = any(golds for _, golds in questions)
     print("[4/4] Answering" + (" SQuAD dev questions the reader has never seen (short "
@@ -174,8 +174,8 @@ def answerable_questions(examples: list, n: int, seed: int = 7) -> list[tuple[st
 def question_overlap(example) -> float:
     """Share of the question's words (BM25's tokens: no stop words) found in the sentence
     of its context that holds the first gold answer."""
-    from indexer.chunking import sentence_spans
-    from retriever.text import tokenize
+    from ..index.text import tokenize
+    from ..indexer.chunking import sentence_spans
 
     at = example.answers[0].start
     sentence = next((example.context[a:b] for a, b in sentence_spans(example.context)
@@ -196,7 +196,7 @@ def judge(result, golds: list[str]) -> str:
     """How the top answer compares with SQuAD's gold answers, under the official
     normalisation: "right" (exact match), "partly" (token F1 at least 0.5), "wrong";
     "withheld-right" / "withheld" when SpanQA handed the question off."""
-    from reader.metrics import exact_match, f1
+    from ..reader.metrics import exact_match, f1
 
     shown = result.answers[0] if result.answers else result.best_guess
     text = shown.text if shown is not None else ""
@@ -221,7 +221,7 @@ def tally(verdicts: list[str]) -> str:
 
 
 def train_demo_reader(out: Path, squad: Path, steps: int, seconds: float) -> dict:
-    from reader.train import TrainConfig, train
+    from ..reader.train import TrainConfig, train
 
     return train(TrainConfig(
         train=str(squad / "train-v1.1.json"), dev=str(squad / "dev-v1.1.json"), out=str(out),

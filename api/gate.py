@@ -12,8 +12,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.logs import REQUEST_ID, request_id_from
-from api.metrics import Metrics
+from .logs import REQUEST_ID, request_id_from
+from .prometheus import Metrics
 
 log = logging.getLogger("spanqa.api")
 access_log = logging.getLogger("spanqa.access")

@@ -47,11 +47,11 @@ from typing import Any
 
 import numpy as np
 
-from api.jsonfile import write_json_atomic
-from indexer.build import BuildReport, update_index
-from indexer.isolation import Cancelled
-from indexer.layout import IndexBusyError, IndexDir
-from indexer.limits import DEFAULT_LIMITS, ParseLimits
+from ..index.layout import IndexBusyError, IndexDir
+from ..indexer.build import BuildReport, update_index
+from ..indexer.isolation import Cancelled
+from ..indexer.limits import DEFAULT_LIMITS, ParseLimits
+from .jsonfile import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def _run_cancel(args: argparse.Namespace) -> int:
     key), 2 when the server could not be reached."""
     import httpx
 
-    from api.auth import HEADER
+    from .auth import HEADER
 
     key = args.key or os.environ.get(KEY_ENV)
     headers = {HEADER: key} if key else {}

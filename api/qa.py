@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from api.calibration import Calibration
-from indexer.embedding import Embedder
-from reader.metrics import normalize_answer
-from reader.postprocess import Answer, Prediction
-from reader.reader import Reader
-from retriever.search import MODES, Filters, Hit, Retriever
+from ..reader.metrics import normalize_answer
+from ..reader.postprocess import Answer, Prediction
+from ..reader.reader import Reader
+from ..retriever.search import MODES, Filters, Hit, Retriever
+from ..runtime.embedder import Embedder
+from .calibration import Calibration
 
 CONTEXT_CHARS = 150  # characters shown on each side of an answer
 

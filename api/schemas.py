@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from retriever.search import Filters
+from ..retriever.search import Filters
 
 Question = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 Mode = Literal["bm25", "dense", "hybrid"]

@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from api.ask_cli import add_reading_arguments, positive
-from indexer.cli import add_limit_arguments, limits_from_args
-from reader.cli import add_backend_argument
+from ..indexer.cli import add_limit_arguments, limits_from_args
+from ..reader.cli import add_backend_argument
+from .ask_cli import add_reading_arguments, positive
 
 log = logging.getLogger("spanqa.serve")
 
@@ -84,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def default_keys_file(index: str | Path | None) -> Path:
-    from reader.paths import default_index
+    from ..core.paths import default_index
 
     return Path(index or default_index()).resolve().parent / "api_keys.json"
 
@@ -93,7 +93,7 @@ def default_keys_file(index: str | Path | None) -> Path:
 
 
 def _store(args: argparse.Namespace):
-    from api.auth import KeyStore
+    from .auth import KeyStore
 
     return KeyStore(args.keys or default_keys_file(args.index))
 
@@ -138,9 +138,9 @@ def _run_keys_revoke(args: argparse.Namespace) -> int:
 def load_qa(index: Path, reader: str | None, **kwargs):
     """(QA, reader name). Without --reader: the hub's SpanBERT SQuAD 2.0 reader when it can
     be had, else the reader `spanqa demo` cached, else NoReaderError (exit 2)."""
-    from api.qa import QA
-    from api.readers import HUB_READER, cached_demo_reader, hub_reachable, no_reader_error
-    from reader.models import ModelLoadError
+    from ..runtime.hub import ModelLoadError
+    from .default_reader import HUB_READER, cached_demo_reader, hub_reachable, no_reader_error
+    from .qa import QA
 
     if reader:
         return QA(index, reader, **kwargs), str(reader)
@@ -159,7 +159,7 @@ def load_qa(index: Path, reader: str | None, **kwargs):
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from api.logs import configure_json_logging
+    from .logs import configure_json_logging
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -176,7 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from api.server import create_app
+    from .server import create_app
 
     app = create_app(qa, settings)
     log.info("SpanQA on http://%s:%d (API description at /openapi.json%s)", args.host,
@@ -200,10 +200,10 @@ def uvicorn_options(args: argparse.Namespace) -> dict:
 
 def _prepare(args: argparse.Namespace):
     """(QA, Settings), or (None, None) after printing why the server cannot start."""
-    from api.auth import KeyFileError, KeyStore
-    from api.server import Settings
-    from indexer.layout import IndexDir, IndexNotFoundError
-    from reader.paths import default_index
+    from ..core.paths import default_index
+    from ..index.layout import IndexDir, IndexNotFoundError
+    from .auth import KeyFileError, KeyStore
+    from .server import Settings
 
     index = Path(args.index or default_index())
     if not IndexDir(index).exists():

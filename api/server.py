@@ -53,24 +53,24 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.auth import HEADER, KeyStore, how_to_create
-from api.batching import MicroBatcher, Overloaded
-from api.feedback import FeedbackFull, FeedbackStore
-from api.gate import MiB, RequestGate
-from api.jobs import JobFinishedError, JobQueue, SharedEmbedder
-from api.jsonfile import finite
-from api.logs import REQUEST_ID
-from api.metrics import Metrics
-from api.paths import PathView, collection_root, public_name
-from api.qa import QA, AskRequest
-from api.ratelimit import ClientRateLimiter
-from api.schemas import AskIn, FeedbackIn, FiltersIn, SearchIn
-from api.uploads import safe_filename, unique_name
-from indexer import store
-from indexer.limits import DEFAULT_LIMITS, ParseLimits
-from indexer.readers import SUPPORTED
-from reader.inference import release_openmp_workers
-from retriever.search import Filters
+from ..index import store
+from ..indexer.formats import SUPPORTED
+from ..indexer.limits import DEFAULT_LIMITS, ParseLimits
+from ..retriever.search import Filters
+from ..runtime.device import release_openmp_workers
+from .auth import HEADER, KeyStore, how_to_create
+from .feedback import FeedbackFull, FeedbackStore
+from .gate import MiB, RequestGate
+from .jobs import JobFinishedError, JobQueue, SharedEmbedder
+from .jsonfile import finite
+from .logs import REQUEST_ID
+from .microbatch import MicroBatcher, Overloaded
+from .paths import PathView, collection_root, public_name
+from .prometheus import Metrics
+from .qa import QA, AskRequest
+from .ratelimit import ClientRateLimiter
+from .schemas import AskIn, FeedbackIn, FiltersIn, SearchIn
+from .uploads import safe_filename, unique_name
 
 log = logging.getLogger("spanqa.api")
 

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe, label  # noqa: E402
-from reader.train import TrainConfig, train  # noqa: E402
+from spanqa.reader.train import TrainConfig, train  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 RUNS = REPO / "data" / "bench" / "demo-reader"
@@ -91,9 +91,9 @@ def full_dev_scores(run: Path) -> dict:
     """EM/F1 on all 1,491 dev-v1.1 questions (cached beside the run)."""
     cached = run / "full_dev.json"
     if not cached.is_file():
-        from reader.evaluation import evaluate
-        from reader.reader import Reader
-        from reader.squad import load_examples
+        from spanqa.reader.evaluation import evaluate
+        from spanqa.reader.reader import Reader
+        from spanqa.reader.squad import load_examples
 
         reader = Reader.from_pretrained(run, backend="torch", precision="fp32")
         examples, report = load_examples(str(SQUAD / "dev-v1.1.json"), split="validation")

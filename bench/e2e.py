@@ -60,17 +60,17 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from api.calibration import Calibration  # noqa: E402
-from api.qa import QA  # noqa: E402
 from bench.retrieval import FILES, SQUAD, gold_spans, is_hit  # noqa: E402
-from indexer.build import update_index  # noqa: E402
-from indexer.embedding import Embedder  # noqa: E402
-from indexer.store import iter_passage_rows, open_db  # noqa: E402
-from reader.checkpoint import read_meta, resolve_checkpoint  # noqa: E402
-from reader.features import FeatureConfig  # noqa: E402
-from reader.metrics import squad_v1  # noqa: E402
-from reader.reader import Reader  # noqa: E402
-from retriever.search import Retriever  # noqa: E402
+from spanqa.api.calibration import Calibration  # noqa: E402
+from spanqa.api.qa import QA  # noqa: E402
+from spanqa.index.store import iter_passage_rows, open_db  # noqa: E402
+from spanqa.indexer.build import update_index  # noqa: E402
+from spanqa.reader.checkpoint import read_meta, resolve_checkpoint  # noqa: E402
+from spanqa.reader.features import FeatureConfig  # noqa: E402
+from spanqa.reader.metrics import squad_v1  # noqa: E402
+from spanqa.reader.reader import Reader  # noqa: E402
+from spanqa.retriever.search import Retriever  # noqa: E402
+from spanqa.runtime.embedder import Embedder  # noqa: E402
 
 # Other reader backends, as (backend, precision), beside the default (OpenVINO on a CPU,
 # in bf16 where it has bf16 units): PyTorch fp32 and bf16, ONNX Runtime fp32 and int8.

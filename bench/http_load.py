@@ -154,7 +154,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.out = open(log, "w")  # noqa: SIM115 (closed in stop())
-        command = [sys.executable, "-m", "api.cli", "serve", "--index", str(index),
+        command = [sys.executable, "-m", "spanqa.api.cli", "serve", "--index", str(index),
                    "--reader", str(reader), "--host", "127.0.0.1", "--port", str(self.port),
                    "--retrieval-k", str(retrieval_k), "--keys", str(keys),
                    "--reader-backend", reader_backend]
@@ -194,7 +194,7 @@ class Server:
 def create_key(keys: Path) -> str:
     """A fresh API key from `python -m api.cli keys create` (printed alone on stdout)."""
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "keys", "create", "--name", "bench", "--keys",
+        [sys.executable, "-m", "spanqa.api.cli", "keys", "create", "--name", "bench", "--keys",
          str(keys)], cwd=REPO, capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     lines = done.stdout.strip().splitlines()

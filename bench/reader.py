@@ -44,16 +44,18 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from bench.machine import describe, label  # noqa: E402
-from reader.backends import resolve_backend  # noqa: E402
-from reader.evaluation import eval_features, evaluate  # noqa: E402
-from reader.features import FeatureConfig  # noqa: E402
-from reader.inference import cpu_has_bf16, inference_dtype, predict_logits  # noqa: E402
-from reader.models import load_qa_model, load_tokenizer  # noqa: E402
-from reader.onnx_span import OnnxSpanModel  # noqa: E402
-from reader.openvino_span import OpenVinoSpanModel  # noqa: E402
-from reader.reader import Reader  # noqa: E402
-from reader.squad import load_squad  # noqa: E402
-from reader.train import TrainConfig, train  # noqa: E402
+from spanqa.reader.backends import resolve_backend  # noqa: E402
+from spanqa.reader.evaluation import eval_features, evaluate  # noqa: E402
+from spanqa.reader.features import FeatureConfig  # noqa: E402
+from spanqa.reader.inference import predict_logits  # noqa: E402
+from spanqa.reader.models import load_qa_model  # noqa: E402
+from spanqa.reader.onnx_span import OnnxSpanModel  # noqa: E402
+from spanqa.reader.openvino_span import OpenVinoSpanModel  # noqa: E402
+from spanqa.reader.reader import Reader  # noqa: E402
+from spanqa.reader.squad import load_squad  # noqa: E402
+from spanqa.reader.train import TrainConfig, train  # noqa: E402
+from spanqa.runtime.device import cpu_has_bf16, inference_dtype  # noqa: E402
+from spanqa.runtime.hub import load_tokenizer  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 PIPELINES = ("padded", "random", "length")

@@ -30,13 +30,16 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from rank_bm25 import BM25Okapi  # noqa: E402
 
-from indexer.build import IndexConfig, searchable_text, update_index  # noqa: E402
-from indexer.embedding import Embedder  # noqa: E402
-from indexer.readers import document_id, read_file  # noqa: E402
-from indexer.records import Skipped  # noqa: E402
-from indexer.store import iter_passage_rows, open_db  # noqa: E402
-from retriever.search import Fusion, Retriever, convex_fuse, rrf_fuse  # noqa: E402
-from retriever.text import tokenize  # noqa: E402
+from spanqa.index.records import Skipped  # noqa: E402
+from spanqa.index.store import iter_passage_rows, open_db  # noqa: E402
+from spanqa.index.text import (  # noqa: E402
+    searchable_text,
+    tokenize,
+)
+from spanqa.indexer.build import IndexConfig, update_index  # noqa: E402
+from spanqa.indexer.formats import document_id, read_file  # noqa: E402
+from spanqa.retriever.search import Fusion, Retriever, convex_fuse, rrf_fuse  # noqa: E402
+from spanqa.runtime.embedder import Embedder  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 FILES = ("train-v1.1.json", "dev-v1.1.json")
@@ -121,7 +124,7 @@ def embedding_speed(texts: list[str], backends: list[str], rounds: int = 3) -> d
     embedder in each backend on the same texts, all taking turns in each round; medians."""
     from sentence_transformers import SentenceTransformer
 
-    from indexer.embedding import resolve_embedder
+    from spanqa.runtime.embedder import resolve_embedder
 
     plain = SentenceTransformer(resolve_embedder("minilm"), device="cpu")
     encoders = {"sentence_transformers": lambda: plain.encode(texts, normalize_embeddings=True)}

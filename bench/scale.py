@@ -34,11 +34,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from indexer.build import IndexConfig, update_index  # noqa: E402
-from indexer.chunking import chunk_document  # noqa: E402
-from indexer.embedding import Embedder  # noqa: E402
-from indexer.readers import iter_documents  # noqa: E402
-from indexer.records import Document  # noqa: E402
+from spanqa.index.records import Document  # noqa: E402
+from spanqa.indexer.build import IndexConfig, update_index  # noqa: E402
+from spanqa.indexer.chunking import chunk_document  # noqa: E402
+from spanqa.indexer.formats import iter_documents  # noqa: E402
+from spanqa.runtime.embedder import Embedder  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 FILES = ("train-v1.1.json", "dev-v1.1.json")
@@ -120,7 +120,7 @@ def build_and_measure(index: Path, files: list[str], questions: int) -> dict:
     sys.path.insert(0, str(REPO / "bench"))
     from retrieval import gold_spans, run_modes
 
-    from retriever.search import Retriever
+    from spanqa.retriever.search import Retriever
 
     embedder = DistractorEmbedder()
     began = time.perf_counter()

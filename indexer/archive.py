@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from indexer.limits import ParseLimits, megabytes
+from .limits import ParseLimits, megabytes
 
 MAX_MEMBERS = 10_000  # a DOCX has tens of parts; a million tiny ones is an attack
 _CHUNK = 1024 * 1024

@@ -20,26 +20,29 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexer import store
-from indexer.chunking import ChunkConfig, chunk_document
-from indexer.dense import build_faiss, save_faiss
-from indexer.embedding import DEFAULT_EMBEDDER, Embedder, resolve_embedder
-from indexer.isolation import Cancelled, open_reader
-from indexer.layout import IndexDir
-from indexer.limits import DEFAULT_LIMITS, ParseLimits
-from indexer.readers import MAX_FILE_BYTES, iter_documents
-from indexer.records import Document, Passage, Skipped
-from indexer.units import dense_units
-from retriever.bm25 import BM25Index
-from retriever.text import tokenize
+from ..index import store
+from ..index.bm25 import BM25Index
+from ..index.dense import build_faiss, save_faiss
+from ..index.files import (
+    BM25_DIR,
+    EMBEDDINGS,
+    FAISS_FILE,
+    MANIFEST,
+    UNITS,
+    load_units,
+    read_manifest,
+)
+from ..index.layout import IndexDir
+from ..index.records import Document, Passage, Skipped
+from ..index.text import searchable_text, tokenize
+from ..runtime.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder
+from .chunking import ChunkConfig, chunk_document
+from .formats import MAX_FILE_BYTES, iter_documents
+from .isolation import Cancelled, open_reader
+from .limits import DEFAULT_LIMITS, ParseLimits
+from .units import dense_units
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-EMBEDDINGS = "embeddings.npy"
-UNITS = "units.npy"  # the passage row of each embedding (see units.py)
-FAISS_FILE = "dense.faiss"
-BM25_DIR = "bm25"
 
 
 @dataclass(frozen=True)
@@ -91,18 +94,6 @@ class BuildReport:
 def _reason_kind(reason: str) -> str:
     """'too large (123 bytes > 10)' -> 'too large': group skips by kind in the summary."""
     return reason.split(" (")[0].split(":")[0][:40]
-
-
-def searchable_text(title: str, text: str) -> str:
-    """What BM25 and the embedder see: the title helps both find the passage."""
-    return f"{title}\n{text}" if title else text
-
-
-def read_manifest(generation: Path) -> dict:
-    manifest = json.loads((generation / MANIFEST).read_text())
-    manifest["config"].setdefault("backend", "torch")  # indexes built before backends existed
-    manifest["config"].setdefault("sentence_words", 0)  # ... and before sentence units
-    return manifest
 
 
 def update_index(
@@ -226,13 +217,6 @@ def _load_previous(previous: Path | None
     vectors = np.load(previous / EMBEDDINGS, allow_pickle=False)
     db.conn.close()
     return documents, passages, vectors, load_units(previous, len(passages))
-
-
-def load_units(generation: Path, passages: int) -> np.ndarray:
-    """The passage row of each stored embedding (one per passage in older indexes)."""
-    path = generation / UNITS
-    return (np.load(path, allow_pickle=False) if path.exists()
-            else np.arange(passages, dtype=np.int64))
 
 
 def _remove(documents: dict[str, dict], passages: list[Passage], names: Sequence[str],

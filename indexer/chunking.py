@@ -37,9 +37,9 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from itertools import pairwise
 
-from indexer.readers import content_hash
-from indexer.records import Document, Passage, Section
-from retriever.text import CJK_RANGES
+from ..index.records import Document, Passage, Section
+from ..index.text import CJK_RANGES
+from .formats import content_hash
 
 __all__ = [
     "ChunkConfig",

@@ -1,4 +1,4 @@
-"""`spanqa index ...` and `spanqa search`: build, update, inspect and query an index."""
+"""`spanqa index ...`: build, update, inspect and verify an index."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from indexer.embedding import EMBEDDER_BACKENDS
-from indexer.limits import DEFAULT_LIMITS, MiB, ParseLimits
-from reader.paths import default_index
+from ..core.paths import default_index
+from ..runtime.embedder import EMBEDDER_BACKENDS
+from .limits import DEFAULT_LIMITS, MiB, ParseLimits
 
 
 def _index_arg(p: argparse.ArgumentParser) -> None:
@@ -97,32 +97,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         _index_arg(p)
         p.set_defaults(func=func)
 
-    search = sub.add_parser("search", help="top-k passages for a question")
-    search.add_argument("question")
-    _index_arg(search)
-    search.add_argument("--top-k", type=int, default=10)
-    search.add_argument("--mode", default="hybrid", choices=("bm25", "dense", "hybrid"))
-    search.add_argument("--fusion", default="convex", choices=("convex", "rrf"),
-                        help="hybrid: add normalised scores (convex) or reciprocal ranks (rrf)")
-    search.add_argument("--bm25-share", type=_share, default=0.25,
-                        help="convex fusion: the weight of BM25 (the cosine gets the rest)")
-    search.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
-    search.add_argument("--path-prefix")
-    search.add_argument("--title")
-    search.add_argument("--tag", action="append", default=[])
-    search.add_argument("--json", action="store_true")
-    search.set_defaults(func=_run_search)
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
-    return value
-
 
 def _run_update(args: argparse.Namespace) -> int:
-    from indexer.build import IndexConfig, update_index
+    from .build import IndexConfig, update_index
 
     config = None
     if args.rebuild:
@@ -137,7 +114,7 @@ def _run_update(args: argparse.Namespace) -> int:
 
 
 def _run_remove(args: argparse.Namespace) -> int:
-    from indexer.build import update_index
+    from .build import update_index
 
     report = update_index(args.index, remove=args.documents)
     print(report.table())
@@ -145,14 +122,15 @@ def _run_remove(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from retriever.search import Retriever
+    from ..index.files import describe
+    from ..index.layout import IndexDir
 
-    print(json.dumps(Retriever(args.index).stats(), indent=2, allow_nan=False))
+    print(json.dumps(describe(IndexDir(args.index).current()), indent=2, allow_nan=False))
     return 0
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from indexer.verify import verify_index
+    from ..index.verify import verify_index
 
     problems = verify_index(args.index)
     for problem in problems:
@@ -162,18 +140,3 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _run_search(args: argparse.Namespace) -> int:
-    from retriever.search import Filters, Fusion, Retriever, hits_json
-
-    fusion = Fusion(args.fusion, bm25_share=args.bm25_share, rrf_k=args.rrf_k)
-    retriever = Retriever(args.index, fusion=fusion)
-    filters = Filters(args.path_prefix, args.title, tuple(args.tag))
-    hits = retriever.search(args.question, args.top_k, args.mode, filters)
-    if args.json:
-        print(hits_json(hits))
-        return 0
-    for rank, hit in enumerate(hits, 1):
-        page = f" p.{hit.page}" if hit.page else ""
-        print(f"{rank:>2}. [{hit.score:.4f}] {hit.title}{page} ({hit.path})")
-        print(f"    {hit.text[:200]}{'…' if len(hit.text) > 200 else ''}")
-    return 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from indexer.limits import LIBXML2_MAX_DEPTH
+from .limits import LIBXML2_MAX_DEPTH
 
 # <title> is read before these go; lxml puts a stray <title> into <head>, which is not shown
 INVISIBLE_TAGS = frozenset((

@@ -39,11 +39,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from indexer.limits import ParseLimits, megabytes
-from indexer.parse_worker import MEMORY_EXIT, READY
-from indexer.readers import MAX_FILE_BYTES, content_hash, document_id, read_file
-from indexer.records import Document, Section, Skipped
-from indexer.strictjson import strict_loads
+from ..core.strictjson import strict_loads
+from ..index.records import Document, Section, Skipped
+from .formats import MAX_FILE_BYTES, content_hash, document_id, read_file
+from .limits import ParseLimits, megabytes
+from .parse_worker import MEMORY_EXIT, READY
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class IsolatedReader:
         self.limits, self.max_bytes = limits, max_bytes
         self.cancelled = cancelled or (lambda: False)
         # -P: the working directory (which may hold anything) is not on the worker's path
-        self.command = list(command or [sys.executable, "-P", "-m", "indexer.parse_worker"])
+        self.command = list(command or [sys.executable, "-P", "-m", "spanqa.indexer.parse_worker"])
         self.budget = ParseBudget(limits.job_seconds)
         self._proc: subprocess.Popen[bytes] | None = None
         self.started = 0  # workers started so far: one, unless files crashed them

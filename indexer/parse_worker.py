@@ -26,8 +26,8 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from indexer.limits import ParseLimits
-from indexer.records import Document, Skipped
+from ..index.records import Document, Skipped
+from .limits import ParseLimits
 
 READY = b"ready\n"
 MEMORY_EXIT = 3  # the exit status that means "over the memory limit"
@@ -51,10 +51,10 @@ def encode_results(results: list[Document | Skipped]) -> bytes:
 def _preload() -> None:
     """The parsers' imports happen before the limits apply and before the first file's
     clock starts: importing them is not the file's cost."""
-    import docx  # noqa: F401  (readers.py imports these two when it meets a file)
+    import docx  # noqa: F401  (formats.py imports these two when it meets a file)
     import pypdf  # noqa: F401
 
-    import indexer.readers  # noqa: F401
+    from . import formats  # noqa: F401
 
 
 def _limit_memory(memory_bytes: int) -> None:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the replies
     _preload()
     _limit_memory(limits.memory_bytes)
-    from indexer.readers import read_file
+    from .formats import read_file
 
     replies.write(READY)
     replies.flush()

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.chunking import count_words, sentence_spans
-from indexer.records import Passage
+from ..index.records import Passage
+from .chunking import count_words, sentence_spans
 
 
 def sentence_groups(text: str, words: int) -> list[tuple[int, int]]:
@@ -51,13 +51,3 @@ def dense_units(passages: list[Passage], words: int) -> tuple[list[tuple[str, st
     return units, np.asarray(owners, np.int64)
 
 
-def unit_bounds(owners: np.ndarray, passages: int) -> np.ndarray:
-    """bounds[r]:bounds[r + 1] are the units of passage row r."""
-    return np.searchsorted(owners, np.arange(passages + 1), side="left")
-
-
-def best_per_passage(unit_scores: np.ndarray, owners: np.ndarray, passages: int) -> np.ndarray:
-    """Each passage's best unit score (-inf for passages with no scored unit)."""
-    best = np.full(passages, -np.inf, np.float32)
-    np.maximum.at(best, owners, unit_scores.astype(np.float32))
-    return best

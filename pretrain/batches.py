@@ -12,15 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pretrain.corpus import Block
-from pretrain.masking import (
-    IGNORE,
-    MaskedBlock,
-    MaskingConfig,
-    UnigramSampler,
-    mask_spans,
-    mask_tokens,
-)
+from .corpus import Block
+from .masking import IGNORE, MaskedBlock, MaskingConfig, UnigramSampler, mask_spans, mask_tokens
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pretrain.train import PretrainConfig
+from .train import PretrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from pretrain.train import pretrain
+    from .train import pretrain
 
     if args.sbo is None:
         args.sbo = args.masking == "span"

@@ -18,10 +18,10 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
-from indexer.layout import IndexDir
-from indexer.readers import iter_documents
-from indexer.records import Skipped
-from indexer.store import open_db
+from ..index.layout import IndexDir
+from ..index.records import Skipped
+from ..index.store import open_db
+from ..indexer.formats import iter_documents
 
 log = logging.getLogger(__name__)
 

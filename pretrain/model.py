@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 
-from reader.models import offline_error, resolve
+from ..runtime.hub import offline_error, resolve
 
 
 class SpanBoundaryHead(nn.Module):

@@ -21,16 +21,10 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from pretrain.batches import Specials, collate, count_sbo_targets, mask_block
-from pretrain.corpus import Block, build_blocks, unigram_counts
-from pretrain.masking import IGNORE, MaskingConfig, UnigramSampler
-from pretrain.model import SpanBertPretrainer, load_mlm_model
-from reader.batching import random_batches
-from reader.checkpoint import resolve_checkpoint, save_checkpoint
-from reader.inference import autocast, autocast_dtype
-from reader.models import load_tokenizer
-from reader.plots import plot_curves
-from reader.train import (
+from ..reader.batching import random_batches
+from ..reader.checkpoint import resolve_checkpoint, save_checkpoint
+from ..reader.plots import plot_curves
+from ..reader.train import (
     MetricsLog,
     data_parallel,
     gather_rng_states,
@@ -41,6 +35,12 @@ from reader.train import (
     setup_distributed,
     split_step_batch,
 )
+from ..runtime.device import autocast, autocast_dtype
+from ..runtime.hub import load_tokenizer
+from .batches import Specials, collate, count_sbo_targets, mask_block
+from .corpus import Block, build_blocks, unigram_counts
+from .masking import IGNORE, MaskingConfig, UnigramSampler
+from .model import SpanBertPretrainer, load_mlm_model
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The span reader: SQuAD data, windows, fine-tuning, evaluation and inference."""
 
-from reader.postprocess import Answer
-from reader.reader import Reader
+from .postprocess import Answer
+from .reader import Reader
 
 __all__ = ["Answer", "Reader"]

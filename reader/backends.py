@@ -12,10 +12,10 @@ import copy
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from reader.onnx_export import BACKENDS, built_or_none, onnx_available
-from reader.onnx_span import OnnxSpanModel
-from reader.openvino_runtime import openvino_available
-from reader.openvino_span import OpenVinoSpanModel
+from ..runtime.onnx import BACKENDS, built_or_none, onnx_available
+from ..runtime.openvino import openvino_available
+from .onnx_span import OnnxSpanModel
+from .openvino_span import OpenVinoSpanModel
 
 READER_BACKENDS = (*BACKENDS, "openvino")
 Runner = PreTrainedModel | OnnxSpanModel | OpenVinoSpanModel

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from reader.features import Features
+from .features import Features
 
 
 def length_grouped_batches(

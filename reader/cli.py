@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from reader.train import TrainConfig
+from .train import TrainConfig
 
 _TRAIN_HELP = {
     "train": "SQuAD JSON file, or the hub dataset name squad / squad_v2",
@@ -55,7 +55,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from reader.train import train
+    from .train import train
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
@@ -65,7 +65,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def add_backend_argument(p: argparse.ArgumentParser, flag: str = "--backend") -> None:
-    from reader.backends import READER_BACKENDS
+    from .backends import READER_BACKENDS
 
     p.add_argument(flag, choices=("auto", *READER_BACKENDS), default="auto",
                    help="what computes the reader's logits: auto = PyTorch on a GPU, OpenVINO "
@@ -97,9 +97,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from reader.evaluation import evaluate
-    from reader.reader import Reader
-    from reader.squad import load_examples
+    from .evaluation import evaluate
+    from .reader import Reader
+    from .squad import load_examples
 
     reader = Reader.from_pretrained(args.model, backend=args.backend, precision=args.precision)
     examples, report = load_examples(args.data, split="validation")
@@ -127,7 +127,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from reader.metrics import score_files
+    from .metrics import score_files
 
     print(json.dumps(score_files(args.data, args.predictions, args.na_prob), indent=2))
     return 0
@@ -173,7 +173,7 @@ def _read_requests(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from reader.reader import Reader
+    from .reader import Reader
 
     requests = _read_requests(args)
     reader = Reader.from_pretrained(args.model, batch_size=args.batch_size,

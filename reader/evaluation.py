@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from reader.backends import Runner
-from reader.features import FeatureConfig, Features, build_features
-from reader.inference import predict_logits
-from reader.metrics import squad_v1, squad_v2
-from reader.postprocess import Prediction, postprocess
-from reader.squad import SquadExample, to_official_json
+from .backends import Runner
+from .features import FeatureConfig, Features, build_features
+from .inference import predict_logits
+from .metrics import squad_v1, squad_v2
+from .postprocess import Prediction, postprocess
+from .squad import SquadExample, to_official_json
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from reader.onnx_export import export_cached, graph_feeds, session
+from ..runtime.onnx import export_cached, graph_feeds, session
 
 OUTPUTS = ["start_logits", "end_logits"]
 T = TypeVar("T")

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reader.onnx_export import graph_feeds
-from reader.onnx_span import OUTPUTS, export_samples
-from reader.openvino_runtime import compile_model
+from ..runtime.onnx import graph_feeds
+from ..runtime.openvino import compile_model
+from .onnx_span import OUTPUTS, export_samples
 
 
 class OpenVinoSpanModel:

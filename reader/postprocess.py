@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reader.features import Features, extend_over_combining
+from .features import Features, extend_over_combining
 
 
 @dataclass

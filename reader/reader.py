@@ -11,12 +11,14 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from reader.backends import build_runner
-from reader.checkpoint import read_meta, resolve_checkpoint
-from reader.features import FeatureConfig, build_features
-from reader.inference import inference_dtype, pick_device, predict_logits
-from reader.models import load_qa_model, load_tokenizer
-from reader.postprocess import Answer, Prediction, postprocess
+from ..runtime.device import inference_dtype, pick_device
+from ..runtime.hub import load_tokenizer
+from .backends import build_runner
+from .checkpoint import read_meta, resolve_checkpoint
+from .features import FeatureConfig, build_features
+from .inference import predict_logits
+from .models import load_qa_model
+from .postprocess import Answer, Prediction, postprocess
 
 log = logging.getLogger(__name__)
 

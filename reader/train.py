@@ -24,19 +24,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from reader.batching import collate, length_grouped_batches, random_batches
-from reader.checkpoint import (
-    load_trainer_state,
-    read_meta,
-    resolve_checkpoint,
-    save_checkpoint,
-)
-from reader.evaluation import EvalResult, eval_features, evaluate
-from reader.features import FeatureConfig, Features, build_features
-from reader.inference import autocast, autocast_dtype, pick_device
-from reader.models import load_qa_model, load_tokenizer
-from reader.plots import plot_curves
-from reader.squad import SquadExample, load_examples
+from ..runtime.device import autocast, autocast_dtype, pick_device
+from ..runtime.hub import load_tokenizer
+from .batching import collate, length_grouped_batches, random_batches
+from .checkpoint import load_trainer_state, read_meta, resolve_checkpoint, save_checkpoint
+from .evaluation import EvalResult, eval_features, evaluate
+from .features import FeatureConfig, Features, build_features
+from .models import load_qa_model
+from .plots import plot_curves
+from .squad import SquadExample, load_examples
 
 log = logging.getLogger(__name__)
 

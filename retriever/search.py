@@ -14,21 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import store
-from indexer.build import (
-    BM25_DIR,
-    EMBEDDINGS,
-    FAISS_FILE,
-    load_units,
-    read_manifest,
-    searchable_text,
-)
-from indexer.dense import load_faiss
-from indexer.embedding import Embedder, resolve_embedder
-from indexer.layout import IndexDir
-from indexer.units import best_per_passage, unit_bounds
-from retriever.bm25 import BM25Index
-from retriever.text import tokenize
+from ..index import store
+from ..index.bm25 import BM25Index
+from ..index.dense import load_faiss
+from ..index.files import BM25_DIR, EMBEDDINGS, FAISS_FILE, load_units, read_manifest
+from ..index.layout import IndexDir
+from ..index.text import searchable_text, tokenize
+from ..index.units import best_per_passage, unit_bounds
+from ..runtime.embedder import Embedder, resolve_embedder
 
 MODES = ("bm25", "dense", "hybrid")
 

@@ -24,7 +24,7 @@ if os.environ.get("SPANQA_TEST_WITHOUT_OPENVINO"):
 import pytest
 from transformers import BertConfig, BertForQuestionAnswering
 
-from reader.models import load_tokenizer
+from spanqa.runtime.hub import load_tokenizer
 
 # CI and these machines have no hub: fail fast instead of waiting on connection retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

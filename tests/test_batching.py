@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from api import batching
-from api.batching import MicroBatcher
+from spanqa.api import microbatch as batching
+from spanqa.api.microbatch import MicroBatcher
 
 
 def record_waits(monkeypatch, note=lambda: None) -> list:
@@ -109,7 +109,7 @@ def test_questions_still_being_retrieved_join_the_batch(monkeypatch):
 
 
 def test_too_many_waiting_questions_are_refused_before_retrieval():
-    from api.batching import Overloaded
+    from spanqa.api.microbatch import Overloaded
 
     batcher = MicroBatcher(lambda batch: batch, max_batch=8, max_wait_ms=5, max_pending=2)
     with batcher.expecting(), batcher.expecting(), pytest.raises(Overloaded):

@@ -20,8 +20,8 @@ import pytest
 from conftest import squad_file
 from rank_bm25 import BM25Okapi
 
-from retriever.bm25 import BM25Index
-from retriever.text import ENGLISH_STOP_WORDS, tokenize
+from spanqa.index.bm25 import BM25Index
+from spanqa.index.text import ENGLISH_STOP_WORDS, tokenize
 
 # --------------------------------------------------------------------------- helpers
 

@@ -11,14 +11,14 @@ from itertools import pairwise
 import pytest
 from conftest import squad_file
 
-from indexer.chunking import (
+from spanqa.index.records import Document, Passage, Section
+from spanqa.indexer.chunking import (
     ChunkConfig,
     chunk_document,
     count_words,
     passage_id,
     sentence_spans,
 )
-from indexer.records import Document, Passage, Section
 
 
 def make_document(

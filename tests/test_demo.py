@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from api.demo import (
+from spanqa.api.demo import (
     MIN_OVERLAP,
     SHORT_ANSWER_WORDS,
     answerable_questions,
@@ -18,8 +18,8 @@ from api.demo import (
     question_overlap,
     tally,
 )
-from api.qa import AskResult, Context, SpanAnswer
-from reader.squad import GoldAnswer, SquadExample, load_squad
+from spanqa.api.qa import AskResult, Context, SpanAnswer
+from spanqa.reader.squad import GoldAnswer, SquadExample, load_squad
 
 
 def answer(text: str) -> SpanAnswer:
@@ -101,7 +101,7 @@ def test_demo_trains_calibrates_answers_and_grades_itself(squad_dir, tmp_path):
     """The whole demo on a fresh data folder, with fewer training steps than the default."""
     env = {**os.environ, "SPANQA_DATA": str(tmp_path / "data"),
            "SPANQA_SQUAD_DIR": str(squad_dir)}
-    run = subprocess.run([sys.executable, "-m", "api.cli", "demo", "--train-seconds", "20",
+    run = subprocess.run([sys.executable, "-m", "spanqa.api.cli", "demo", "--train-seconds", "20",
                           "--questions", "3"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]

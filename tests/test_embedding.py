@@ -19,10 +19,10 @@ try:  # sentence-transformers 6 moved its modules; older releases keep them here
 except ImportError:
     from sentence_transformers.models import Pooling, Transformer
 
-from indexer.embedding import Embedder, resolve_backend
-from indexer.onnx_encoder import OnnxSentenceEncoder
-from reader.onnx_export import graph_feeds
-from reader.openvino_runtime import openvino_available, openvino_offers_bf16
+from spanqa.runtime.embedder import Embedder, resolve_backend
+from spanqa.runtime.onnx import graph_feeds
+from spanqa.runtime.onnx_encoder import OnnxSentenceEncoder
+from spanqa.runtime.openvino import openvino_available, openvino_offers_bf16
 
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino not installed")
 
@@ -115,7 +115,7 @@ def test_auto_falls_back_to_pytorch_for_models_onnx_cannot_run(tiny_encoder_dir,
 
 def test_auto_backend_on_cpu_is_openvino_else_int8_onnx(monkeypatch):
     assert resolve_backend("auto", "cpu") == ("openvino" if openvino_available() else "onnx-int8")
-    monkeypatch.setattr("reader.openvino_runtime.openvino_available", lambda: False)
+    monkeypatch.setattr("spanqa.runtime.openvino.openvino_available", lambda: False)
     assert resolve_backend("auto", "cpu") == "onnx-int8"
     assert resolve_backend("auto", "cuda") == "torch"
 
@@ -165,7 +165,7 @@ def test_openvino_that_cannot_reproduce_pytorch_falls_back_under_auto(
         tiny_encoder_dir, tmp_path, monkeypatch, caplog):
     path = tmp_path / "model"
     tiny_st(tiny_encoder_dir).save(str(path))
-    monkeypatch.setattr("reader.openvino_runtime.MAX_ERROR", -1.0)  # no graph can pass
+    monkeypatch.setattr("spanqa.runtime.openvino.MAX_ERROR", -1.0)  # no graph can pass
     with caplog.at_level(logging.WARNING):
         embedder = Embedder(str(path), backend="auto", device="cpu")
     assert "OpenVINO cannot run this model" in caplog.text

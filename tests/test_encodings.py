@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer import decoding
-from indexer.readers import read_file
-from indexer.records import Document, Skipped
+from spanqa.index.records import Document, Skipped
+from spanqa.indexer import decoding
+from spanqa.indexer.formats import read_file
 
 FRENCH = ("Le contrat a été signé à Genève par Anaïs Dupont le 3 mars. La façade du bâtiment "
           "sera rénovée l'année prochaine, après l'hiver.\nLe garçon a reçu un cadeau de sa "

@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from reader.features import FeatureConfig, build_features, extend_over_combining
-from reader.postprocess import postprocess
-from reader.squad import load_squad
-from reader.train import train_labels
+from spanqa.reader.features import FeatureConfig, build_features, extend_over_combining
+from spanqa.reader.postprocess import postprocess
+from spanqa.reader.squad import load_squad
+from spanqa.reader.train import train_labels
 
 UNICODE_CASES = [
     ("Le café de la gare est à Paris, près de la Seine.", "café"),

@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.jsonfile import write_json_atomic
-from indexer import store
-from indexer.build import IndexConfig, update_index
-from indexer.embedding import Embedder
-from indexer.layout import IndexBusyError, IndexDir
-from indexer.readers import document_id
-from indexer.records import Document
-from indexer.verify import verify_index
-from retriever.search import Filters, Fusion, Retriever, convex_fuse
-from retriever.text import tokenize
+from spanqa.api.jsonfile import write_json_atomic
+from spanqa.index import store
+from spanqa.index.layout import IndexBusyError, IndexDir
+from spanqa.index.records import Document
+from spanqa.index.text import tokenize
+from spanqa.index.verify import verify_index
+from spanqa.indexer.build import IndexConfig, update_index
+from spanqa.indexer.formats import document_id
+from spanqa.retriever.search import Filters, Fusion, Retriever, convex_fuse
+from spanqa.runtime.embedder import Embedder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def write_docs(root: Path, docs: dict[str, str]) -> Path:
 
 
 def spanqa(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "spanqa.api.cli", *args], cwd=REPO,
                           capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
@@ -163,7 +163,7 @@ def test_a_killed_update_leaves_the_previous_index_usable(tmp_path, squad_dir, e
     live = IndexDir(index).current()
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "index", "add",
+        proc = subprocess.Popen([sys.executable, "-m", "spanqa.api.cli", "index", "add",
                                  str(squad_dir / "sample-v1.1.json"), "--index", str(index)],
                                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                 stdout=subprocess.DEVNULL, stderr=stderr)

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from indexer import store
-from indexer.build import update_index
-from indexer.cli import add_limit_arguments, limits_from_args
-from indexer.embedding import Embedder
-from indexer.isolation import Cancelled, IsolatedReader
-from indexer.layout import IndexDir
-from indexer.limits import MiB, ParseLimits
-from indexer.readers import document_id, read_file
-from indexer.records import Document, Skipped
-from retriever.search import Retriever
+from spanqa.index import store
+from spanqa.index.layout import IndexDir
+from spanqa.index.records import Document, Skipped
+from spanqa.indexer.build import update_index
+from spanqa.indexer.cli import add_limit_arguments, limits_from_args
+from spanqa.indexer.formats import document_id, read_file
+from spanqa.indexer.isolation import Cancelled, IsolatedReader
+from spanqa.indexer.limits import MiB, ParseLimits
+from spanqa.retriever.search import Retriever
+from spanqa.runtime.embedder import Embedder
 
 # A worker that misbehaves on purpose for files whose names start with one of the words
 # below, and is the real parse worker for every other file. A hanging worker first leaves
@@ -32,9 +32,9 @@ from retriever.search import Retriever
 MISBEHAVING_WORKER = """
 import json, os, signal, sys, time
 from pathlib import Path
-import indexer.parse_worker as worker
-import indexer.readers as readers
-from indexer.readers import document_id
+import spanqa.indexer.parse_worker as worker
+import spanqa.indexer.formats as readers
+from spanqa.indexer.formats import document_id
 real_read, real_encode = readers.read_file, worker.encode_results
 here = Path(__file__).parent
 
@@ -425,7 +425,7 @@ def test_the_cli_takes_the_limits_and_refuses_bad_ones(tmp_path):
     (docs / "flat.txt").write_text("Flat files are fine.", encoding="utf-8")
 
     def spanqa(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "api.cli", "index", "build", str(docs),
+        return subprocess.run([sys.executable, "-m", "spanqa.api.cli", "index", "build", str(docs),
                                "--index", str(tmp_path / "index"), *args], cwd=repo,
                               capture_output=True, text=True)
 

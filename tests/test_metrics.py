@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from reader.metrics import exact_match, f1, normalize_answer, score_files, squad_v1, squad_v2
+from spanqa.reader.metrics import exact_match, f1, normalize_answer, score_files, squad_v1, squad_v2
 
 REPO = Path(__file__).resolve().parents[1]
 # Only to name the cases at collection time (fixtures do not exist yet); the same rule as
@@ -191,7 +191,7 @@ def test_reader_score_command_prints_the_official_scores(squad_dir: Path) -> Non
     case = _case(squad_dir, "dev-v2.0.messy.predictions.json")
     assert case.na_probs is not None
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "reader", "score",
+        [sys.executable, "-m", "spanqa.api.cli", "reader", "score",
          str(case.data), str(case.predictions), "--na-prob", str(case.na_probs)],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip

@@ -7,8 +7,9 @@ import json
 import pytest
 from transformers import BertConfig, BertModel
 
-from reader import models
-from reader.models import ModelLoadError, load_qa_model, load_tokenizer
+from spanqa.reader.models import load_qa_model
+from spanqa.runtime import hub
+from spanqa.runtime.hub import ModelLoadError, load_tokenizer
 
 
 def test_offline_alias_loads_the_pretrained_minilm():
@@ -55,7 +56,7 @@ def test_spanbert_hub_id_uses_bert_cased_tokenizer_without_lower_casing(monkeypa
     vocab_dir.mkdir()
     (vocab_dir / "vocab.txt").write_text("\n".join(CASED_VOCAB) + "\n", encoding="utf-8")
     calls = []
-    real = models.AutoTokenizer.from_pretrained
+    real = hub.AutoTokenizer.from_pretrained
 
     def fake_hub(name, **kwargs):
         calls.append((name, kwargs))
@@ -63,7 +64,7 @@ def test_spanbert_hub_id_uses_bert_cased_tokenizer_without_lower_casing(monkeypa
 
     (vocab_dir / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "BertTokenizer", "do_lower_case": True}))  # a lower-casing config
-    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", fake_hub)
+    monkeypatch.setattr(hub.AutoTokenizer, "from_pretrained", fake_hub)
     tokenizer = load_tokenizer("SpanBERT/spanbert-base-cased")
     assert calls[0] == ("bert-base-cased", {"do_lower_case": False})
     assert tokenizer.tokenize("Paris") == ["Paris"], "SpanBERT is never lower-cased"
@@ -76,13 +77,13 @@ def test_fine_tuned_spanbert_hub_id_is_loaded_cased(monkeypatch, tmp_path):
     vocab_dir.mkdir()
     (vocab_dir / "vocab.txt").write_text("\n".join(CASED_VOCAB) + "\n", encoding="utf-8")
     calls = []
-    real = models.AutoTokenizer.from_pretrained
+    real = hub.AutoTokenizer.from_pretrained
 
     def fake_hub(name, **kwargs):
         calls.append((name, kwargs))
         return real(str(vocab_dir), **kwargs)
 
-    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", fake_hub)
+    monkeypatch.setattr(hub.AutoTokenizer, "from_pretrained", fake_hub)
     (vocab_dir / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "BertTokenizer"}))
     tokenizer = load_tokenizer("mrm8488/spanbert-finetuned-squadv2")

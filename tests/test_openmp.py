@@ -17,7 +17,7 @@ SCRIPT = """
 import os, time, threading
 from concurrent.futures import ThreadPoolExecutor
 import torch
-from reader.inference import release_openmp_workers
+from spanqa.runtime.device import release_openmp_workers
 
 def threads():
     return len(os.listdir("/proc/self/task"))

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO, squad_file, squad_root
 
-from reader import paths
+from spanqa.core import paths
 
 
 def test_checkout_keeps_its_data_beside_the_code(monkeypatch):
@@ -35,7 +35,7 @@ def test_environment_overrides_both(monkeypatch, tmp_path):
 
 
 def test_tests_and_cli_look_for_squad_in_the_same_place(monkeypatch, tmp_path):
-    from api.cli import squad_dir
+    from spanqa.core.paths import squad_dir
 
     monkeypatch.delenv("SPANQA_SQUAD_DIR", raising=False)
     assert squad_root() == squad_dir() == REPO.parent / "shared" / "squad"
@@ -60,7 +60,7 @@ def test_a_missing_squad_file_fails_under_ci_and_skips_elsewhere(monkeypatch, tm
 @pytest.mark.skipif(not os.environ.get("SPANQA_TEST_WITHOUT_OPENVINO"),
                     reason="only in a run with SPANQA_TEST_WITHOUT_OPENVINO=1")
 def test_a_run_without_openvino_cannot_import_it_here_or_in_a_subprocess():
-    from reader.openvino_runtime import openvino_available
+    from spanqa.runtime.openvino import openvino_available
 
     assert not openvino_available()
     child = subprocess.run([sys.executable, "-c", "import openvino"], capture_output=True,

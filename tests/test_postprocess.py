@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reader.features import Features
-from reader.postprocess import postprocess
+from spanqa.reader.features import Features
+from spanqa.reader.postprocess import postprocess
 
 CONTEXT = "alpha beta gamma delta"
 #          0     6    11    17

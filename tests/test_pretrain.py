@@ -16,9 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pretrain.batches import Specials, collate, count_sbo_targets, mask_block
-from pretrain.corpus import Block, build_blocks, pack_document, read_paragraphs, unigram_counts
-from pretrain.masking import (
+from spanqa.pretrain.batches import Specials, collate, count_sbo_targets, mask_block
+from spanqa.pretrain.corpus import (
+    Block,
+    build_blocks,
+    pack_document,
+    read_paragraphs,
+    unigram_counts,
+)
+from spanqa.pretrain.masking import (
     IGNORE,
     MaskingConfig,
     UnigramSampler,
@@ -28,8 +34,8 @@ from pretrain.masking import (
     merge_spans,
     span_length_distribution,
 )
-from pretrain.model import SpanBoundaryHead
-from pretrain.train import PretrainConfig, pretrain
+from spanqa.pretrain.model import SpanBoundaryHead
+from spanqa.pretrain.train import PretrainConfig, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 MASK = 103
@@ -175,7 +181,7 @@ def test_sbo_targets_sit_between_unmasked_boundaries(minilm_tokenizer, squad_dir
 
 
 def test_the_pretrainer_ties_both_heads_to_the_word_embeddings(tiny_model_no_dropout):
-    from pretrain.model import SpanBertPretrainer, load_mlm_model
+    from spanqa.pretrain.model import SpanBertPretrainer, load_mlm_model
 
     model = SpanBertPretrainer(load_mlm_model(str(tiny_model_no_dropout)))
     embeddings = model.mlm.get_input_embeddings().weight
@@ -223,8 +229,8 @@ def test_packing_keeps_every_token_in_order_and_cuts_at_word_starts(minilm_token
 
 
 def test_index_text_is_read_back_without_the_chunkers_overlaps(tmp_path, minilm_tokenizer):
-    from indexer.build import IndexConfig, update_index
-    from indexer.embedding import Embedder
+    from spanqa.indexer.build import IndexConfig, update_index
+    from spanqa.runtime.embedder import Embedder
 
     sentences = [f"Sentence number {i} tells about topic {i % 7}." for i in range(120)]
     text = " ".join(sentences)
@@ -276,7 +282,7 @@ def test_pretraining_lowers_the_held_out_loss_and_the_encoder_fine_tunes(
     assert summary["tokens_seen"] > 0 and summary["approx_train_flops"] > 0
     # The output is an ordinary encoder for the reader: two fine-tuning steps on it.
     result = subprocess.run(
-        [sys.executable, "-m", "api.cli", "reader", "train", "--train",
+        [sys.executable, "-m", "spanqa.api.cli", "reader", "train", "--train",
          str(squad_dir / "sample-v1.1.json"), "--model", str(run / "encoder"), "--out",
          str(tmp_path / "reader"), "--max-steps", "2", "--batch-size", "4",
          "--max-seq-length", "128", "--doc-stride", "32", "--max-query-length", "32",
@@ -310,7 +316,7 @@ def test_a_killed_pretraining_run_resumes_to_the_uninterrupted_result(squad_dir,
     try:
         pretrain(_cfg(squad_dir, model, tmp_path / "whole", **common))
         killed = _cfg(squad_dir, model, tmp_path / "killed", **common)
-        proc = subprocess.Popen([sys.executable, "-m", "api.cli", *_cli(killed)], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "spanqa.api.cli", *_cli(killed)], cwd=REPO,
                                 env={**os.environ, "PYTHONPATH": str(REPO),
                                      "OMP_NUM_THREADS": "1"},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -338,7 +344,7 @@ def test_a_killed_pretraining_run_resumes_to_the_uninterrupted_result(squad_dir,
 
 def test_pretrain_refuses_an_empty_corpus(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = subprocess.run([sys.executable, "-m", "api.cli", "pretrain", "--text",
+    result = subprocess.run([sys.executable, "-m", "spanqa.api.cli", "pretrain", "--text",
                              str(tmp_path / "empty"), "--out", str(tmp_path / "out"),
                              "--no-progress"], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -348,8 +354,8 @@ def test_pretrain_refuses_an_empty_corpus(tmp_path):
 def test_accumulated_chunks_give_the_gradient_of_the_whole_batch(minilm_tokenizer, squad_dir,
                                                                   tiny_model_no_dropout):
     """Losses are sums normalised by the whole step's target counts, so chunks add up."""
-    from pretrain.model import SpanBertPretrainer, load_mlm_model
-    from pretrain.train import _loss
+    from spanqa.pretrain.model import SpanBertPretrainer, load_mlm_model
+    from spanqa.pretrain.train import _loss
 
     blocks = _real_blocks(minilm_tokenizer, squad_dir, max_length=64)[:6]
     t = minilm_tokenizer

@@ -17,24 +17,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.calibrate import (
+from spanqa.api.calibration import (
+    Calibration,
+    choose_threshold,
+    expected_calibration_error,
+    fit_platt,
+)
+from spanqa.api.calibration_fit import (
     Observed,
     calibrate,
     choose_adaptive,
     choose_early_stop,
     simulate_adaptive,
 )
-from api.calibration import (
-    Calibration,
-    choose_threshold,
-    expected_calibration_error,
-    fit_platt,
-)
-from api.qa import QA, AskRequest, context_window
-from indexer.build import update_index
-from indexer.embedding import Embedder
-from reader.reader import Reader
-from reader.squad import load_squad
+from spanqa.api.qa import QA, AskRequest, context_window
+from spanqa.indexer.build import update_index
+from spanqa.reader.reader import Reader
+from spanqa.reader.squad import load_squad
+from spanqa.runtime.embedder import Embedder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = ("The Amazon river carries more water than any other river. "
@@ -319,7 +319,7 @@ def test_calibrate_fits_saves_and_is_loaded_with_the_reader(tmp_path, squad_dir,
 
 
 def spanqa(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "spanqa.api.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO), **env})
 
@@ -350,7 +350,7 @@ def test_reload_follows_an_index_rebuilt_with_another_embedding_backend(tmp_path
                                                                        corpus):
     """A running service whose index is rebuilt with another backend must embed its
     questions (and its uploads) the new way, not keep the old model."""
-    from api.jobs import SharedEmbedder
+    from spanqa.api.jobs import SharedEmbedder
 
     index = tmp_path / "index"
     old = Embedder("minilm", backend="torch")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reader import Reader
-from reader.train import TrainConfig, train
+from spanqa.reader import Reader
+from spanqa.reader.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = "What is the capital of France?"
@@ -32,7 +32,7 @@ def run_dir(squad_dir, tiny_model, tmp_path_factory) -> Path:
 
 
 def spanqa(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=REPO, input=stdin,
+    return subprocess.run([sys.executable, "-m", "spanqa.api.cli", *args], cwd=REPO, input=stdin,
                           capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 

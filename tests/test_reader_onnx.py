@@ -13,13 +13,13 @@ import onnx
 import pytest
 import torch
 
-from reader import Reader
-from reader.backends import resolve_backend
-from reader.features import FeatureConfig, build_features
-from reader.inference import predict_logits
-from reader.onnx_span import WINDOWS_PER_RUN, OnnxSpanModel
-from reader.openvino_runtime import openvino_available
-from reader.openvino_span import OpenVinoSpanModel
+from spanqa.reader import Reader
+from spanqa.reader.backends import resolve_backend
+from spanqa.reader.features import FeatureConfig, build_features
+from spanqa.reader.inference import predict_logits
+from spanqa.reader.onnx_span import WINDOWS_PER_RUN, OnnxSpanModel
+from spanqa.reader.openvino_span import OpenVinoSpanModel
+from spanqa.runtime.openvino import openvino_available
 
 QUESTIONS = ["What is the capital of France?", "Which café is naïve?", "東京は何ですか?"]
 CONTEXTS = [
@@ -41,14 +41,14 @@ def spans(reader: Reader) -> list[list[tuple]]:
 def without_openvino(monkeypatch):
     """What `auto` picks where OpenVINO is not installed (tests/test_reader_openvino.py
     covers it where it is)."""
-    monkeypatch.setattr("reader.backends.openvino_available", lambda: False)
+    monkeypatch.setattr("spanqa.reader.backends.openvino_available", lambda: False)
 
 
 @pytest.fixture(scope="module")
 def readers(tiny_model_no_dropout):
     """PyTorch in fp32 beside the ONNX graphs, whatever this CPU's bf16 units."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("reader.backends.openvino_available", lambda: False)
+        patch.setattr("spanqa.reader.backends.openvino_available", lambda: False)
         return {backend: Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG,
                                                 device="cpu", backend=backend, batch_size=2,
                                                 precision="fp32")
@@ -70,7 +70,7 @@ def test_without_openvino_auto_reads_fp32_with_fused_onnx_on_the_cpu(readers):
 @pytest.mark.parametrize("bf16_units", [True, False])
 def test_without_openvino_auto_reads_bf16_with_pytorch_where_the_cpu_has_bf16_units(
         tiny_model_no_dropout, monkeypatch, bf16_units):
-    monkeypatch.setattr("reader.inference.cpu_has_bf16", lambda: bf16_units)
+    monkeypatch.setattr("spanqa.runtime.device.cpu_has_bf16", lambda: bf16_units)
     reader = Reader.from_pretrained(tiny_model_no_dropout, config=CONFIG, device="cpu")
     assert (reader.backend, reader.dtype) == (
         ("torch", torch.bfloat16) if bf16_units else ("onnx", None))
@@ -180,7 +180,7 @@ def test_unknown_or_misplaced_backends_are_refused():
 def test_an_export_that_differs_from_pytorch_falls_back_or_fails(
         tiny_model, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SPANQA_ONNX_CACHE", str(tmp_path))
-    monkeypatch.setattr("reader.onnx_export.MAX_ERROR", -1.0)  # no export can pass
+    monkeypatch.setattr("spanqa.runtime.onnx.MAX_ERROR", -1.0)  # no export can pass
     with caplog.at_level(logging.WARNING):
         reader = Reader.from_pretrained(tiny_model, config=CONFIG, device="cpu",
                                         precision="fp32")
@@ -189,7 +189,7 @@ def test_an_export_that_differs_from_pytorch_falls_back_or_fails(
     notes = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert [p.suffix for p in notes] == [".failed"], "a failed export is never cached"
     # The next start does not export again to fail the same way; it says how to retry.
-    monkeypatch.setattr("reader.onnx_export._export", None)
+    monkeypatch.setattr("spanqa.runtime.onnx._export", None)
     with pytest.raises(RuntimeError, match=r"differs from PyTorch.*earlier export.*delete"):
         Reader.from_pretrained(tiny_model, config=CONFIG, backend="onnx")
 

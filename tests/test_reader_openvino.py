@@ -11,13 +11,13 @@ import pytest
 import torch
 from test_reader_onnx import CONFIG, CONTEXTS, QUESTIONS  # the same odd texts
 
-from reader import Reader
-from reader.backends import resolve_backend
-from reader.features import build_features
-from reader.inference import predict_logits
-from reader.onnx_export import graph_feeds
-from reader.openvino_runtime import openvino_offers_bf16
-from reader.openvino_span import OpenVinoSpanModel
+from spanqa.reader import Reader
+from spanqa.reader.backends import resolve_backend
+from spanqa.reader.features import build_features
+from spanqa.reader.inference import predict_logits
+from spanqa.reader.openvino_span import OpenVinoSpanModel
+from spanqa.runtime.onnx import graph_feeds
+from spanqa.runtime.openvino import openvino_offers_bf16
 
 pytest.importorskip("openvino")
 
@@ -51,7 +51,7 @@ def features(readers):
 def test_auto_reads_with_openvino_on_the_cpu_in_the_cpus_precision(tiny_model_no_dropout,
                                                                    monkeypatch):
     for bf16_units in (True, False):
-        monkeypatch.setattr("reader.inference.cpu_has_bf16", lambda b=bf16_units: b)
+        monkeypatch.setattr("spanqa.runtime.device.cpu_has_bf16", lambda b=bf16_units: b)
         reader = load(tiny_model_no_dropout)
         assert reader.backend == "openvino" and isinstance(reader.runner, OpenVinoSpanModel)
         # Asked for bf16 where SpanQA sees bf16 units; what it computes in is the runtime's
@@ -141,7 +141,7 @@ def test_a_reader_that_keeps_only_its_compiled_graph_reads_the_same(tiny_model_n
 
 def test_a_conversion_that_differs_from_pytorch_falls_back_or_fails(
         tiny_model, monkeypatch, caplog):
-    monkeypatch.setattr("reader.openvino_runtime.MAX_ERROR", -1.0)  # no conversion can pass
+    monkeypatch.setattr("spanqa.runtime.openvino.MAX_ERROR", -1.0)  # no conversion can pass
     with caplog.at_level(logging.WARNING):
         reader = load(tiny_model)
     assert reader.backend == "torch" and "OpenVINO cannot run this model" in caplog.text

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import squad_file
 
-from indexer import readers
-from indexer.limits import MiB, ParseLimits
-from indexer.readers import (
+from spanqa.index.records import Document, Skipped
+from spanqa.indexer import formats as readers
+from spanqa.indexer.formats import (
     MAX_FILE_BYTES,
     SUPPORTED,
     content_hash,
@@ -21,7 +21,7 @@ from indexer.readers import (
     iter_documents,
     read_file,
 )
-from indexer.records import Document, Skipped
+from spanqa.indexer.limits import MiB, ParseLimits
 
 # --------------------------------------------------------------------------------------
 # helpers

@@ -29,15 +29,15 @@ import httpx
 import pytest
 import torch
 
-from api.calibration import Calibration
-from indexer import store
-from indexer.build import IndexConfig, update_index
-from indexer.embedding import Embedder
-from indexer.layout import IndexDir
-from reader.inference import cpu_has_bf16
-from reader.openvino_runtime import openvino_available, openvino_offers_bf16
-from reader.squad import load_squad
-from retriever.search import Hit
+from spanqa.api.calibration import Calibration
+from spanqa.index import store
+from spanqa.index.layout import IndexDir
+from spanqa.indexer.build import IndexConfig, update_index
+from spanqa.reader.squad import load_squad
+from spanqa.retriever.search import Hit
+from spanqa.runtime.device import cpu_has_bf16
+from spanqa.runtime.embedder import Embedder
+from spanqa.runtime.openvino import openvino_available, openvino_offers_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -64,7 +64,7 @@ def free_port() -> int:
 
 def spanqa_main(*args: str) -> tuple[int, str, str]:
     """The `spanqa` CLI in this process (a subprocess would import torch again: ~15 s)."""
-    from api.cli import main
+    from spanqa.api.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -96,7 +96,7 @@ def server(env):
     log_path = env.root / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--index", str(env.index),
+            [sys.executable, "-m", "spanqa.api.cli", "serve", "--index", str(env.index),
              "--reader", str(env.reader), "--port", str(port), "--keys", str(env.keys),
              "--max-upload-mb", "2", "--batch-wait-ms", "10"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
@@ -929,9 +929,9 @@ def test_metrics_page_docs_and_logs(server):
 @pytest.fixture(scope="module")
 def local(env, tmp_path_factory):
     """The app in this process, over the same index (what `create_app` is for)."""
-    from api.qa import QA
-    from reader.reader import Reader
-    from retriever.search import Retriever
+    from spanqa.api.qa import QA
+    from spanqa.reader.reader import Reader
+    from spanqa.retriever.search import Retriever
 
     reader = Reader.from_pretrained(env.reader)
     return SimpleNamespace(
@@ -943,8 +943,8 @@ def local(env, tmp_path_factory):
 def test_protect_all_guards_every_v1_endpoint_but_health(local):
     from fastapi.testclient import TestClient
 
-    from api.auth import KeyStore
-    from api.server import Settings, create_app
+    from spanqa.api.auth import KeyStore
+    from spanqa.api.server import Settings, create_app
 
     keys = KeyStore(local.root / "keys.json")
     secret, _ = keys.create("ops")
@@ -981,8 +981,8 @@ def test_protect_all_guards_every_v1_endpoint_but_health(local):
 def test_a_failing_pipeline_is_a_500_with_the_request_id(local, caplog):
     from fastapi.testclient import TestClient
 
-    from api.qa import QA
-    from api.server import Settings, create_app
+    from spanqa.api.qa import QA
+    from spanqa.api.server import Settings, create_app
 
     class Broken(QA):
         def read(self, retrieved):
@@ -1004,7 +1004,7 @@ def test_a_failing_pipeline_is_a_500_with_the_request_id(local, caplog):
 
 
 def test_a_batch_that_fails_is_retried_one_by_one():
-    from api.batching import MicroBatcher
+    from spanqa.api.microbatch import MicroBatcher
 
     calls: list[list[str]] = []
 
@@ -1044,10 +1044,10 @@ def test_serve_errors_name_the_fix(env, tmp_path, monkeypatch):
 def test_unfinished_uploads_are_queued_again_at_start(env, local):
     from fastapi.testclient import TestClient
 
-    from api.qa import QA
-    from api.server import Settings, create_app
-    from reader.reader import Reader
-    from retriever.search import Retriever
+    from spanqa.api.qa import QA
+    from spanqa.api.server import Settings, create_app
+    from spanqa.reader.reader import Reader
+    from spanqa.retriever.search import Retriever
 
     index = shutil.copytree(env.index, local.root / "index-copy")
     folder = local.root / "uploads-restart" / "20250101-000000-abcd"
@@ -1071,10 +1071,10 @@ def test_unfinished_uploads_are_queued_again_at_start(env, local):
 def test_at_restart_a_job_died_in_twice_fails_and_a_cancelled_one_stays_so(env, local):
     from fastapi.testclient import TestClient
 
-    from api.qa import QA
-    from api.server import Settings, create_app
-    from reader.reader import Reader
-    from retriever.search import Retriever
+    from spanqa.api.qa import QA
+    from spanqa.api.server import Settings, create_app
+    from spanqa.reader.reader import Reader
+    from spanqa.retriever.search import Retriever
 
     index = shutil.copytree(env.index, local.root / "index-died")
     uploads = local.root / "uploads-died"
@@ -1124,12 +1124,12 @@ def test_an_orderly_stop_during_a_job_is_not_a_crash(env, local):
     as stopped in order, its crash count unchanged."""
     from fastapi.testclient import TestClient
 
-    from api.auth import KeyStore
-    from api.jobs import JOB_FILE, SharedEmbedder
-    from api.qa import QA
-    from api.server import Settings, create_app
-    from reader.reader import Reader
-    from retriever.search import Retriever
+    from spanqa.api.auth import KeyStore
+    from spanqa.api.jobs import JOB_FILE, SharedEmbedder
+    from spanqa.api.qa import QA
+    from spanqa.api.server import Settings, create_app
+    from spanqa.reader.reader import Reader
+    from spanqa.retriever.search import Retriever
 
     index = shutil.copytree(env.index, local.root / "index-stopped")
     keys = KeyStore(local.root / "stopped-keys.json")
@@ -1173,8 +1173,8 @@ def test_an_orderly_stop_during_a_job_is_not_a_crash(env, local):
 def test_job_files_saved_from_many_threads_at_once_stay_whole(tmp_path):
     """The job thread and request threads (cancels) save the same job file: it must never
     be torn, and the last write must hold the job's last state."""
-    from api.jobs import JOB_FILE, JobFinishedError, JobQueue
-    from api.jsonfile import write_json_atomic
+    from spanqa.api.jobs import JOB_FILE, JobFinishedError, JobQueue
+    from spanqa.api.jsonfile import write_json_atomic
 
     target = tmp_path / "record.json"
     written = {(w, n): {"writer": w, "n": n, "pad": f"{w}-{n}-" + "x" * 200_000}
@@ -1233,8 +1233,8 @@ def uvicorn_serving(app, *serve_args: str):
     its flags), on a free port in a thread of this process: a client for it over HTTP."""
     import uvicorn
 
-    from api.cli import build_parser
-    from api.serve_cli import uvicorn_options
+    from spanqa.api.cli import build_parser
+    from spanqa.api.serve_cli import uvicorn_options
 
     port = free_port()
     args = build_parser().parse_args(["serve", "--port", str(port), *serve_args])
@@ -1257,7 +1257,7 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(local):
     """A direct client that forges X-Forwarded-For gets no fresh rate-limit bucket: the
     header is believed only from the proxy --trusted-proxy names, and then IPv6 clients are
     grouped by their /64."""
-    from api.server import Settings, create_app
+    from spanqa.api.server import Settings, create_app
 
     def feedback(c: httpx.Client, forwarded: str) -> int:
         hit = c.post("/v1/search", json={"question": "capital of Freedonia?",
@@ -1288,7 +1288,7 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(local):
 def test_api_docs_only_when_asked_for(local):
     from fastapi.testclient import TestClient
 
-    from api.server import Settings, create_app
+    from spanqa.api.server import Settings, create_app
 
     settings = Settings(api_docs=True, keys_file=local.root / "docs-keys.json",
                         uploads_dir=local.root / "uploads", feedback_db=local.root / "docs.db")
@@ -1305,7 +1305,7 @@ def test_api_docs_only_when_asked_for(local):
 def test_log_lines_stay_strict_json_with_a_nested_nan():
     import logging
 
-    from api.logs import JsonFormatter
+    from spanqa.api.logs import JsonFormatter
 
     record = logging.LogRecord("spanqa.test", logging.INFO, __file__, 1, "scores", None, None)
     record.route = {"scores": [1.0, float("nan"), {"deep": (float("-inf"), 2)}]}
@@ -1330,8 +1330,8 @@ def test_anonymous_feedback_when_the_operator_allows_it(local):
 
     from fastapi.testclient import TestClient
 
-    from api.auth import KeyStore
-    from api.server import ANONYMOUS_MAX_CHARS, Settings, create_app
+    from spanqa.api.auth import KeyStore
+    from spanqa.api.server import ANONYMOUS_MAX_CHARS, Settings, create_app
 
     keys = KeyStore(local.root / "anonymous-keys.json")
     secret, _ = keys.create("curator")
@@ -1394,7 +1394,7 @@ def test_anonymous_feedback_when_the_operator_allows_it(local):
 def test_a_feedback_store_from_before_keys_is_migrated(tmp_path):
     import sqlite3
 
-    from api.feedback import FeedbackStore
+    from spanqa.api.feedback import FeedbackStore
 
     path = tmp_path / "old-feedback.db"
     with contextlib.closing(sqlite3.connect(path)) as db, db:
@@ -1425,7 +1425,7 @@ def test_a_feedback_store_from_before_keys_is_migrated(tmp_path):
 
 
 def test_path_view_maps_server_paths_both_ways():
-    from api.paths import PathView, collection_root
+    from spanqa.api.paths import PathView, collection_root
 
     uploads = Path("/srv/data/uploads")
     root = collection_root(["/srv/docs/a/x.txt", "/srv/docs/b/y.md",
@@ -1455,7 +1455,7 @@ def test_path_view_maps_server_paths_both_ways():
 
 
 def test_the_rate_limiter_refills_and_forgets():
-    from api.ratelimit import ClientRateLimiter
+    from spanqa.api.ratelimit import ClientRateLimiter
 
     now = [0.0]
     limiter = ClientRateLimiter(per_minute=60, burst=2, max_clients=2, clock=lambda: now[0])
@@ -1478,8 +1478,8 @@ def test_the_rate_limiter_refills_and_forgets():
 
 
 def test_serve_flags_reach_the_settings(env):
-    from api.cli import build_parser
-    from api.serve_cli import _prepare
+    from spanqa.api.cli import build_parser
+    from spanqa.api.serve_cli import _prepare
 
     base = ["serve", "--index", str(env.index), "--reader", str(env.reader),
             "--keys", str(env.root / "flags-keys.json")]
@@ -1496,8 +1496,8 @@ def test_serve_flags_reach_the_settings(env):
 
 
 def test_serve_believes_forwarded_headers_only_from_trusted_proxies():
-    from api.cli import build_parser
-    from api.serve_cli import uvicorn_options
+    from spanqa.api.cli import build_parser
+    from spanqa.api.serve_cli import uvicorn_options
 
     options = uvicorn_options(build_parser().parse_args(["serve"]))
     assert options["proxy_headers"] is False  # uvicorn's default would trust 127.0.0.1

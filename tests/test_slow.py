@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from reader import Reader
-from reader.evaluation import evaluate
-from reader.squad import load_squad
-from reader.train import TrainConfig, train
+from spanqa.reader import Reader
+from spanqa.reader.evaluation import evaluate
+from spanqa.reader.squad import load_squad
+from spanqa.reader.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 

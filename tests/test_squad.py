@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import squad_file
 
-from reader.squad import (
+from spanqa.reader.squad import (
     GoldAnswer,
     LoadReport,
     Problem,
@@ -553,7 +553,7 @@ def test_problem_str_formats() -> None:
 
 
 def test_summary_and_one_warning_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="reader.squad")
+    caplog.set_level(logging.WARNING, logger="spanqa.reader.squad")
     _, report = load_with_bad_article(tmp_path, article("Bad", [qa("bad-1", question="")]))
 
     assert report.summary() == (
@@ -566,7 +566,7 @@ def test_summary_and_one_warning_line(tmp_path: Path, caplog: pytest.LogCaptureF
 
 
 def test_clean_load_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="reader.squad")
+    caplog.set_level(logging.DEBUG, logger="spanqa.reader.squad")
     load_squad(squad_file("sample-v1.1.json"))
     assert caplog.records == []
 

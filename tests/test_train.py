@@ -16,10 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reader.batching import collate, length_grouped_batches, random_batches, sorted_batches
-from reader.checkpoint import load_trainer_state
-from reader.features import Features
-from reader.train import (
+from spanqa.reader.batching import collate, length_grouped_batches, random_batches, sorted_batches
+from spanqa.reader.checkpoint import load_trainer_state
+from spanqa.reader.features import Features
+from spanqa.reader.train import (
     REPLAN_EVERY,
     LinearSchedule,
     TrainConfig,
@@ -109,7 +109,7 @@ def test_v2_training_tunes_and_stores_a_no_answer_threshold(squad_dir, tiny_mode
 
 
 def test_weight_decay_spares_biases_and_layer_norms(tiny_model):
-    from reader.models import load_qa_model
+    from spanqa.reader.models import load_qa_model
 
     model = load_qa_model(tiny_model)
     decay, no_decay = optimizer_groups(model, 0.01)
@@ -196,7 +196,7 @@ def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_result(squad_dir, tin
     try:
         train(_config(squad_dir, tiny_model, tmp_path / "whole", **common))
         killed = _config(squad_dir, tiny_model, tmp_path / "killed", **common)
-        proc = subprocess.Popen([sys.executable, "-m", "api.cli", "reader", "train",
+        proc = subprocess.Popen([sys.executable, "-m", "spanqa.api.cli", "reader", "train",
                                  *_cli_args(killed)], env=_env(), cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         meta = tmp_path / "killed" / "last" / "spanqa.json"
@@ -228,11 +228,11 @@ def test_two_processes_train_like_one_with_the_same_global_batch(squad_dir,
     common = dict(dev=None, epochs=1, max_train_examples=20, evals_per_epoch=1, lr=1e-3)
     one = _config(squad_dir, tiny_model_no_dropout, tmp_path / "one", grad_accum=2, **common)
     two = _config(squad_dir, tiny_model_no_dropout, tmp_path / "two", **common)
-    subprocess.run([sys.executable, "-m", "api.cli", "reader", "train", *_cli_args(one)],
+    subprocess.run([sys.executable, "-m", "spanqa.api.cli", "reader", "train", *_cli_args(one)],
                    env=_env(), cwd=REPO, check=True, capture_output=True)
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "api.cli", "reader", "train", *_cli_args(two)],
+         "-m", "spanqa.api.cli", "reader", "train", *_cli_args(two)],
         env=_env(), cwd=REPO, capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -259,7 +259,7 @@ def test_bad_training_data_is_a_clear_cli_error(tmp_path, tiny_model, bad):
         path.write_text("{ nope")
     else:
         path = tmp_path / bad
-    run = subprocess.run([sys.executable, "-m", "api.cli", "reader", "train", "--train",
+    run = subprocess.run([sys.executable, "-m", "spanqa.api.cli", "reader", "train", "--train",
                           str(path), "--out", str(tmp_path / "o"), "--model", str(tiny_model)],
                          env=_env(), cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2
@@ -297,7 +297,7 @@ def test_time_cap_stops_training_evaluates_and_resumes_with_the_time_spent(squad
 @pytest.mark.parametrize("max_norm", [0.0, 1.0])
 def test_gradient_clipping_is_optional(max_norm):
     """`max_grad_norm` 0 leaves gradients alone (the reference recipe's setting)."""
-    from reader.train import optimizer_step
+    from spanqa.reader.train import optimizer_step
 
     weight = torch.nn.Parameter(torch.zeros(4))
     optimizer = torch.optim.SGD([weight], lr=1.0)

@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.build import UNITS, IndexConfig, update_index
-from indexer.chunking import count_words
-from indexer.embedding import Embedder
-from indexer.layout import IndexDir
-from indexer.units import best_per_passage, sentence_groups
-from indexer.verify import verify_index
-from retriever.search import Filters, Retriever
+from spanqa.index.files import UNITS
+from spanqa.index.layout import IndexDir
+from spanqa.index.units import best_per_passage
+from spanqa.index.verify import verify_index
+from spanqa.indexer.build import IndexConfig, update_index
+from spanqa.indexer.chunking import count_words
+from spanqa.indexer.units import sentence_groups
+from spanqa.retriever.search import Filters, Retriever
+from spanqa.runtime.embedder import Embedder
 
 LONG = ("The lighthouse on the northern cape was built in 1871 by a local engineer. "
         "Its lamp burned whale oil until the keepers switched to kerosene. "

@@ -34,8 +34,8 @@ except ImportError as exc:  # reported per test by `browser_tools`
 else:
     SELENIUM_MISSING = None
 
-from api.auth import KeyStore
-from api.calibration import Calibration
+from spanqa.api.auth import KeyStore
+from spanqa.api.calibration import Calibration
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -73,7 +73,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict:
-    from indexer.build import update_index
+    from spanqa.indexer.build import update_index
 
     root = tmp_path_factory.mktemp("web")
     docs = root / "docs"
@@ -103,7 +103,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = open(self.log, "w")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--index", str(index), "--reader",
+            [sys.executable, "-m", "spanqa.api.cli", "serve", "--index", str(index), "--reader",
              str(reader), "--port", str(self.port), "--host", "127.0.0.1", "--keys", str(keys),
              "--feedback-db", str(home / f"{name}-feedback.db"),
              "--uploads", str(home / f"{name}-uploads"), *extra],

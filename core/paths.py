@@ -31,3 +31,8 @@ def default_index() -> Path:
 def demo_reader_dir() -> Path:
     """Where `spanqa demo` caches the reader it trains (and `ask`/`serve` look for it)."""
     return data_home() / "readers" / "demo"
+
+
+def squad_dir() -> Path:
+    """Where the shared SQuAD files live: $SPANQA_SQUAD_DIR, else ../shared/squad."""
+    return Path(os.environ.get("SPANQA_SQUAD_DIR", CHECKOUT.parent / "shared" / "squad"))

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from indexer import store
-from indexer.build import BM25_DIR, EMBEDDINGS, FAISS_FILE, MANIFEST, load_units, read_manifest
-from indexer.dense import load_faiss
-from indexer.layout import IndexDir
-from retriever.bm25 import BM25Index
+from . import store
+from .bm25 import BM25Index
+from .dense import load_faiss
+from .files import BM25_DIR, EMBEDDINGS, FAISS_FILE, MANIFEST, load_units, read_manifest
+from .layout import IndexDir
 
 
 def verify_index(index: str | Path) -> list[str]:

@@ -20,12 +20,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from indexer.archive import ArchiveLimitError, check_zip
-from indexer.decoding import decode_utf16, guess_legacy
-from indexer.html_text import HtmlError, read_page
-from indexer.limits import DEFAULT_LIMITS, ParseLimits
-from indexer.records import Document, Section, Skipped
-from indexer.strictjson import first_non_finite, marked_loads
+from ..core.strictjson import first_non_finite, marked_loads
+from ..index.records import Document, Section, Skipped
+from .archive import ArchiveLimitError, check_zip
+from .decoding import decode_utf16, guess_legacy
+from .html_text import HtmlError, read_page
+from .limits import DEFAULT_LIMITS, ParseLimits
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl")
 MAX_FILE_BYTES = 50 * 1024 * 1024  # default limit; files above it are skipped ("too large")

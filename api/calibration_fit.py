@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from api.calibration import (
+from ..reader.metrics import exact_match
+from ..reader.squad import SquadExample
+from .calibration import (
     Calibration,
     choose_threshold,
     expected_calibration_error,
     fit_platt,
     sigmoid,
 )
-from api.qa import QA, AskRequest
-from reader.metrics import exact_match
-from reader.squad import SquadExample
+from .qa import QA, AskRequest
 
 RETRIEVER_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 EARLY_STOP_LEVELS = tuple(round(x, 2) for x in np.arange(0.0, 1.0, 0.05))

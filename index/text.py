@@ -92,3 +92,8 @@ def tokenize(text: str) -> list[str]:
     if not text.isascii():
         text = _strip_accents(text).lower()
     return [tok for tok in _TOKEN_RE.findall(text) if tok not in ENGLISH_STOP_WORDS]
+
+
+def searchable_text(title: str, text: str) -> str:
+    """What BM25 and the embedder see: the title helps both find the passage."""
+    return f"{title}\n{text}" if title else text

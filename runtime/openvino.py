@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reader.onnx_export import (
+from .onnx import (
     MAX_ERROR,
-    _as_tuple,
+    as_tuple,
     evaluated_on_cpu,
     export_cached,
     graph_feeds,
@@ -104,7 +104,7 @@ def compile_model(model, samples: list[dict], outputs: list[str], pick, *, bf16:
 
     path = export_cached(model, samples, outputs, pick, quantize=False, fuse=False, cache=cache)
     with evaluated_on_cpu(model):
-        expected = [[t.numpy() for t in _as_tuple(pick(model(**s)))] for s in samples]
+        expected = [[t.numpy() for t in as_tuple(pick(model(**s)))] for s in samples]
     return OpenVinoGraph(path, samples, expected, bf16=bf16,
                          threads=threads or torch.get_num_threads(),
                          max_length=getattr(model.config, "max_position_embeddings", None))

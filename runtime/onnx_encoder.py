@@ -15,13 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reader.onnx_export import (
-    cache_root,
-    export_cached,
-    graph_feeds,
-    onnx_available,
-    session,
-)
+from .onnx import cache_root, export_cached, graph_feeds, onnx_available, session
 
 __all__ = ["OnnxSentenceEncoder", "cache_root", "onnx_available"]
 
@@ -52,7 +46,7 @@ class OnnxSentenceEncoder:
         transformer = _transformer(st_model)
         export = (transformer, samples, ["last_hidden_state"], lambda out: out.last_hidden_state)
         if openvino:
-            from reader.openvino_runtime import compile_model
+            from .openvino import compile_model
 
             self.graph = compile_model(*export, bf16=bf16, threads=threads,
                                        cache=cache or cache_root())

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from api.batching import MicroBatcher
-from api.jobs import JobQueue
-from api.qa import QA
+from .jobs import JobQueue
+from .microbatch import MicroBatcher
+from .qa import QA
 
 
 class Metrics:

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from reader.paths import data_home
+from ..core.paths import data_home
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,7 +206,7 @@ def _export(model, samples: list[dict], outputs: list[str], pick: Callable, work
                 input_names=names, output_names=outputs,
                 dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, *outputs]},
                 opset_version=17, dynamo=False)
-            expected = [[t.numpy() for t in _as_tuple(pick(model(**{n: s[n] for n in names})))]
+            expected = [[t.numpy() for t in as_tuple(pick(model(**{n: s[n] for n in names})))]
                         for s in samples]
     finally:
         model.set_attn_implementation(implementation)
@@ -315,7 +315,7 @@ def evaluated_on_cpu(model):
         model.to(device).train(was_training)
 
 
-def _as_tuple(value) -> tuple:
+def as_tuple(value) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from reader.paths import demo_reader_dir
+from ..core.paths import demo_reader_dir
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reader.onnx_export import BACKENDS
+from .onnx import BACKENDS
 
 DEFAULT_EMBEDDER = "minilm"  # the pretrained all-MiniLM-L6-v2 shipped on PyPI: builds offline
 EMBEDDER_BACKENDS = (*BACKENDS, "openvino")
@@ -15,7 +15,7 @@ EMBEDDER_BACKENDS = (*BACKENDS, "openvino")
 def resolve_embedder(name: str) -> str:
     """The offline alias to its directory; sentence-transformers names and paths unchanged."""
     if name == DEFAULT_EMBEDDER:
-        from reader.models import offline_encoder_path
+        from .hub import offline_encoder_path
 
         return str(offline_encoder_path())
     return name
@@ -24,8 +24,8 @@ def resolve_embedder(name: str) -> str:
 def resolve_backend(backend: str, device: str | None = None) -> str:
     """`auto`: PyTorch on a GPU; on a CPU OpenVINO where it is installed (in bf16 where the
     CPU has bf16 units), else ONNX Runtime with int8 weights."""
-    from reader.onnx_export import onnx_available
-    from reader.openvino_runtime import openvino_available
+    from .onnx import onnx_available
+    from .openvino import openvino_available
 
     if backend != "auto" and backend not in EMBEDDER_BACKENDS:
         raise ValueError(f"embedding backend must be auto or one of "
@@ -74,9 +74,9 @@ class Embedder:
     def _compiled(self, requested: str):
         """The exported encoder for `self.backend`; under `auto`, None if it cannot be
         trusted (built_or_none warns)."""
-        from indexer.onnx_encoder import OnnxSentenceEncoder
-        from reader.inference import cpu_has_bf16
-        from reader.onnx_export import built_or_none
+        from .device import cpu_has_bf16
+        from .onnx import built_or_none
+        from .onnx_encoder import OnnxSentenceEncoder
 
         openvino = self.backend == "openvino"
         return built_or_none(lambda: OnnxSentenceEncoder(

@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlite_utils
 
-from indexer.records import Document, Passage
-from indexer.strictjson import strict_loads as strict_loads  # what reads stored JSON
+from ..core.strictjson import strict_loads as strict_loads  # what reads stored JSON
+from .records import Document, Passage
 
 DB_FILE = "index.db"
 

@@ -1,0 +1,1 @@
+"""What every layer shares: where data lives, strict JSON, atomic files."""

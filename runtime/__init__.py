@@ -1,0 +1,2 @@
+"""Running models: device and precision, the hub or offline weights, compiled
+ONNX Runtime and OpenVINO graphs, the sentence embedder."""
