@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..reader.metrics import exact_match
+from ..reader.ranking import rank, spans
 from ..reader.squad import SquadExample
 from .calibration import (
     Calibration,
@@ -52,8 +53,8 @@ class Observed:
         if not found:
             return None
         fuse = Calibration(retriever_weight=retriever_weight).fused_score
-        score, margin, rank, text = max(found, key=lambda c: fuse(c[0], c[2]))
-        return fuse(score, rank), margin, text
+        fused, (_, margin, _, text) = rank(found, score=lambda c: fuse(c[0], c[2]))[0]
+        return fused, margin, text
 
     def correct(self, text: str) -> bool:
         return any(exact_match(text, g) for g in self.golds)
@@ -68,8 +69,7 @@ def observe(qa: QA, examples: list[SquadExample], batch_size: int = 8,
         _, predictions = qa.retrieve_and_read([AskRequest(e.question) for e in batch])
         for example, preds in zip(batch, predictions, strict=True):
             # Every passage's spans: which one ranks first depends on the retriever weight.
-            found = [(a.score, a.score - prediction.null_score, rank, a.text)
-                     for rank, prediction in enumerate(preds, 1) for a in prediction.answers]
+            found = [(s.score, s.margin, s.passage, s.answer.text) for s in spans(preds)]
             out.append(Observed(found, [a.text for a in example.answers], len(preds)))
         bar.update(len(batch))
     bar.close()

@@ -221,7 +221,8 @@ def tally(verdicts: list[str]) -> str:
 
 
 def train_demo_reader(out: Path, squad: Path, steps: int, seconds: float) -> dict:
-    from ..reader.train import TrainConfig, train
+    from ..reader.config import TrainConfig
+    from ..reader.train import train
 
     return train(TrainConfig(
         train=str(squad / "train-v1.1.json"), dev=str(squad / "dev-v1.1.json"), out=str(out),

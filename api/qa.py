@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from ..reader.metrics import normalize_answer
 from ..reader.postprocess import Answer, Prediction
+from ..reader.ranking import rank, spans
 from ..reader.reader import Reader
 from ..retriever.search import MODES, Filters, Hit, Retriever
 from ..runtime.embedder import Embedder
@@ -150,7 +151,7 @@ class QA:
         """Open the index's current generation if it changed; True when it did."""
         with self._reload_lock:
             current = self.retriever
-            embedder = current._embedder
+            embedder = current.loaded_embedder
             fresh = Retriever(self.index, embedder=embedder, fusion=current.fusion,
                               candidates=current.candidates)
             if fresh.generation == current.generation:
@@ -161,7 +162,7 @@ class QA:
                 if hasattr(embedder, "swap"):
                     embedder.swap(replacement)  # shared with the upload jobs: they follow too
                 else:
-                    fresh._embedder = replacement
+                    fresh.use_embedder(replacement)
             self.retriever = fresh
             return True
 
@@ -242,10 +243,8 @@ class QA:
             rest = self.reader.predict([questions[i] for i in unsure],
                                        [[h.text for h in hits[i][first:]] for i in unsure])
             for i, more in zip(unsure, rest, strict=True):
-                for prediction in more:
-                    for a in prediction.answers:
-                        a.context_index += first
-                predictions[i] = predictions[i] + more
+                predictions[i] = predictions[i] + [p.in_context(first + ci)
+                                                   for ci, p in enumerate(more)]
         return predictions
 
     def _sure(self, hits: Sequence[Hit], predictions: Sequence[Prediction]) -> bool:
@@ -253,18 +252,15 @@ class QA:
         found = self.candidates(hits[: len(predictions)], predictions)
         if not found:
             return False
-        best = max(found, key=lambda c: c.score)
+        _, best = rank(found, score=lambda c: c.score)[0]
         return self.calibration.confidence(best.score, best.margin) >= self.calibration.early_stop
 
     def candidates(self, hits: Sequence[Hit], predictions: Sequence[Prediction]
                    ) -> list[Candidate]:
         """Every span the reader proposed, unmerged."""
-        out = []
-        for rank, (hit, prediction) in enumerate(zip(hits, predictions, strict=True), 1):
-            for a in prediction.answers:
-                score = self.calibration.fused_score(a.score, rank)
-                out.append(Candidate(score, a.score - prediction.null_score, hit, rank, a))
-        return out
+        fused = self.calibration.fused_score
+        return [Candidate(fused(s.score, s.passage), s.margin, hits[s.passage - 1], s.passage,
+                          s.answer) for s in spans(predictions)]
 
     def _answers(self, hits: Sequence[Hit], predictions: Sequence[Prediction], top_k: int
                  ) -> tuple[list[SpanAnswer], SpanAnswer | None]:
@@ -288,7 +284,7 @@ class QA:
         """One entry per normalised answer text, best score first (overlapping passages
         repeat spans)."""
         merged: dict[str, tuple[Candidate, set[str]]] = {}
-        for c in sorted(self.candidates(hits, predictions), key=lambda c: -c.score):
+        for _, c in rank(self.candidates(hits, predictions), score=lambda c: c.score):
             key = normalize_answer(c.answer.text) or c.answer.text
             if key in merged:
                 merged[key][1].add(c.hit.passage_id)

@@ -206,9 +206,9 @@ def create_app(qa: QA, settings: Settings | None = None) -> FastAPI:
 
     # One embedding model, shared by queries and index updates, one caller at a time.
     retriever = qa.retriever
-    if not isinstance(retriever._embedder, SharedEmbedder):
-        retriever._embedder = SharedEmbedder(retriever.embedder)
-    shared_embedder = retriever._embedder
+    if not isinstance(retriever.loaded_embedder, SharedEmbedder):
+        retriever.use_embedder(SharedEmbedder(retriever.embedder))
+    shared_embedder = retriever.loaded_embedder
 
     # Retrieval runs as each question arrives, on its own thread; the micro-batcher then
     # reads the passages of the questions that arrived together in one reader pass.

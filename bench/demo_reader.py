@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe, label  # noqa: E402
-from spanqa.reader.train import TrainConfig, train  # noqa: E402
+from spanqa.reader.config import TrainConfig  # noqa: E402
+from spanqa.reader.train import train  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 RUNS = REPO / "data" / "bench" / "demo-reader"

@@ -40,8 +40,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spanqa.pretrain.train import PretrainConfig, pretrain  # noqa: E402
-from spanqa.reader.train import TrainConfig, train  # noqa: E402
+from spanqa.pretrain.config import PretrainConfig  # noqa: E402
+from spanqa.pretrain.train import pretrain  # noqa: E402
+from spanqa.reader.config import TrainConfig  # noqa: E402
+from spanqa.reader.train import train  # noqa: E402
 
 SQUAD = Path(os.environ.get("SPANQA_SQUAD_DIR", REPO.parent / "shared" / "squad"))
 CONDITIONS = {"none": None, "span": ("span", True), "token": ("token", False)}

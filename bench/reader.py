@@ -45,6 +45,7 @@ import torch  # noqa: E402
 
 from bench.machine import describe, label  # noqa: E402
 from spanqa.reader.backends import resolve_backend  # noqa: E402
+from spanqa.reader.config import TrainConfig  # noqa: E402
 from spanqa.reader.evaluation import eval_features, evaluate  # noqa: E402
 from spanqa.reader.features import FeatureConfig  # noqa: E402
 from spanqa.reader.inference import predict_logits  # noqa: E402
@@ -53,7 +54,7 @@ from spanqa.reader.onnx_span import OnnxSpanModel  # noqa: E402
 from spanqa.reader.openvino_span import OpenVinoSpanModel  # noqa: E402
 from spanqa.reader.reader import Reader  # noqa: E402
 from spanqa.reader.squad import load_squad  # noqa: E402
-from spanqa.reader.train import TrainConfig, train  # noqa: E402
+from spanqa.reader.train import train  # noqa: E402
 from spanqa.runtime.device import cpu_has_bf16, inference_dtype  # noqa: E402
 from spanqa.runtime.hub import load_tokenizer  # noqa: E402
 

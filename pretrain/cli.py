@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .train import PretrainConfig
+from .config import PretrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

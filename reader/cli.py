@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .train import TrainConfig
+from .config import TrainConfig
 
 _TRAIN_HELP = {
     "train": "SQuAD JSON file, or the hub dataset name squad / squad_v2",

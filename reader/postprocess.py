@@ -10,7 +10,7 @@ in the SQuAD 2.0 recipes of BERT and SpanBERT.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,6 +39,11 @@ class Prediction:
     @property
     def best(self) -> Answer | None:
         return self.answers[0] if self.answers else None
+
+    def in_context(self, index: int) -> Prediction:
+        """A copy whose answers say they were read in context `index` (records are not
+        changed once made: a caller may still hold these)."""
+        return replace(self, answers=[replace(a, context_index=index) for a in self.answers])
 
     @property
     def null_odds(self) -> float:

@@ -19,6 +19,7 @@ from .features import FeatureConfig, build_features
 from .inference import predict_logits
 from .models import load_qa_model
 from .postprocess import Answer, Prediction, postprocess
+from .ranking import rank, spans
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +120,16 @@ class Reader:
         """Answers for many questions at once: one forward pass over all their windows."""
         pooled: list[list[Answer]] = []
         for predictions in self.predict(questions, contexts):
-            answers = []
-            for ci, prediction in enumerate(predictions):
-                for a in prediction.answers:
-                    if self.null_threshold is not None and (
-                        a.score - prediction.null_score < self.null_threshold
-                    ):
-                        continue
-                    answers.append(replace(a, context_index=ci))
-            pooled.append(_rank(answers, top_k))
+            kept = [s for s in spans(predictions)
+                    if self.null_threshold is None or s.margin >= self.null_threshold]
+            ranked = rank(kept, score=lambda s: s.score)
+            probs = np.zeros(len(ranked))
+            if ranked:
+                scores = np.array([score for score, _ in ranked])
+                probs = np.exp(scores - scores.max())
+                probs /= probs.sum()
+            pooled.append([replace(s.answer, probability=float(p))
+                           for (_, s), p in zip(ranked[: max(top_k, 0)], probs, strict=False)])
         return pooled
 
     def predict(
@@ -157,21 +159,6 @@ class Reader:
             with_null=self.null_threshold is not None,
         )
         for (qi, ci), prediction in zip(pairs, predictions, strict=True):
-            for a in prediction.answers:
-                a.context_index = ci
-            out[qi].append(prediction)
+            out[qi].append(prediction.in_context(ci))
         return out
 
-
-def _rank(answers: list[Answer], top_k: int) -> list[Answer]:
-    """Best first; probabilities renormalised over the candidates of all contexts."""
-    if not answers:
-        return []
-    answers = sorted(answers, key=lambda a: a.score, reverse=True)
-    scores = np.array([a.score for a in answers])
-    probs = np.exp(scores - scores.max())
-    probs /= probs.sum()
-    return [
-        replace(a, probability=float(p))
-        for a, p in zip(answers[: max(top_k, 0)], probs, strict=False)
-    ]

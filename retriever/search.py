@@ -138,7 +138,18 @@ class Retriever:
             not name or resolve_embedder(name) == resolve_embedder(self.embedder_name))
 
     @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The question embedder if one is loaded or was given (None: not loaded yet)."""
+        return self._embedder
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Embed questions with `embedder` from now on (the server shares one between
+        questions and upload jobs, so that a swap reaches both)."""
+        self._embedder = embedder
+
+    @property
     def embedder(self) -> Embedder:
+        """The question embedder, loaded on first use."""
         if self._embedder is None:
             self._embedder = Embedder(self.embedder_name, backend=self.embedder_backend)
         return self._embedder

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from spanqa.pretrain.batches import Specials, collate, count_sbo_targets, mask_block
+from spanqa.pretrain.config import PretrainConfig
 from spanqa.pretrain.corpus import (
     Block,
     build_blocks,
@@ -35,7 +36,7 @@ from spanqa.pretrain.masking import (
     span_length_distribution,
 )
 from spanqa.pretrain.model import SpanBoundaryHead
-from spanqa.pretrain.train import PretrainConfig, pretrain
+from spanqa.pretrain.train import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 MASK = 103

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from spanqa.reader import Reader
-from spanqa.reader.train import TrainConfig, train
+from spanqa.reader.config import TrainConfig
+from spanqa.reader.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = "What is the capital of France?"

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from spanqa.reader import Reader
+from spanqa.reader.config import TrainConfig
 from spanqa.reader.evaluation import evaluate
 from spanqa.reader.squad import load_squad
-from spanqa.reader.train import TrainConfig, train
+from spanqa.reader.train import train
 
 pytestmark = pytest.mark.slow
 

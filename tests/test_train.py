@@ -18,15 +18,10 @@ from safetensors.torch import load_file
 
 from spanqa.reader.batching import collate, length_grouped_batches, random_batches, sorted_batches
 from spanqa.reader.checkpoint import load_trainer_state
+from spanqa.reader.config import TrainConfig
 from spanqa.reader.features import Features
-from spanqa.reader.train import (
-    REPLAN_EVERY,
-    LinearSchedule,
-    TrainConfig,
-    linear_schedule,
-    optimizer_groups,
-    train,
-)
+from spanqa.reader.loop import REPLAN_EVERY, LinearSchedule, linear_schedule, optimizer_groups
+from spanqa.reader.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(max_seq_length=128, doc_stride=32, max_query_length=32, eval_batch_size=32,
@@ -297,7 +292,7 @@ def test_time_cap_stops_training_evaluates_and_resumes_with_the_time_spent(squad
 @pytest.mark.parametrize("max_norm", [0.0, 1.0])
 def test_gradient_clipping_is_optional(max_norm):
     """`max_grad_norm` 0 leaves gradients alone (the reference recipe's setting)."""
-    from spanqa.reader.train import optimizer_step
+    from spanqa.reader.loop import optimizer_step
 
     weight = torch.nn.Parameter(torch.zeros(4))
     optimizer = torch.optim.SGD([weight], lr=1.0)
