@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .jsonfile import write_json_atomic
+from ..core.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 

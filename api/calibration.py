@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .jsonfile import write_json_atomic
+from ..core.atomic import write_json_atomic
 
 CALIBRATION_FILE = "calibration.json"
 

@@ -47,11 +47,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core.atomic import write_json_atomic
 from ..index.layout import IndexBusyError, IndexDir
 from ..indexer.build import BuildReport, update_index
 from ..indexer.isolation import Cancelled
 from ..indexer.limits import DEFAULT_LIMITS, ParseLimits
-from .jsonfile import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
 
-from .jsonfile import finite
+from ..core.strictjson import finite
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("spanqa_request_id", default=None)
 

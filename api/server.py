@@ -53,6 +53,7 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..core.strictjson import finite
 from ..index import store
 from ..indexer.formats import SUPPORTED
 from ..indexer.limits import DEFAULT_LIMITS, ParseLimits
@@ -62,7 +63,6 @@ from .auth import HEADER, KeyStore, how_to_create
 from .feedback import FeedbackFull, FeedbackStore
 from .gate import MiB, RequestGate
 from .jobs import JobFinishedError, JobQueue, SharedEmbedder
-from .jsonfile import finite
 from .logs import REQUEST_ID
 from .microbatch import MicroBatcher, Overloaded
 from .paths import PathView, collection_root, public_name

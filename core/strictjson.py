@@ -80,3 +80,16 @@ def _loads(text: str | bytes, found: list[NonFinite]) -> Any:
         return value if math.isfinite(value) else mark(literal)
 
     return json.loads(text, parse_constant=mark, parse_float=number)
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN and infinity, however deeply nested in dicts, lists and
+    tuples, made null: the one conversion the responses and the log lines share, so that
+    both stay strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
+
+from ..core.atomic import atomic_file
 
 __all__ = ["BM25Index"]
 
@@ -296,9 +297,9 @@ class BM25Index:
             "epsilon": self.epsilon,
             "vocabulary": self.vocabulary,
         }
-        with _atomic_file(directory / _ARRAYS_FILE) as handle:
+        with atomic_file(directory / _ARRAYS_FILE) as handle:
             np.savez(handle, **arrays)  # numeric and unicode arrays only: never pickled
-        with _atomic_file(directory / _VOCAB_FILE) as handle:
+        with atomic_file(directory / _VOCAB_FILE) as handle:
             handle.write(json.dumps(meta, allow_nan=False).encode("ascii"))
 
     @classmethod
@@ -374,27 +375,3 @@ def _top_positions(values: np.ndarray, k: int) -> np.ndarray:
         positions = np.arange(n)
     order = np.argsort(-values[positions], kind="stable")
     return positions[order]
-
-
-class _atomic_file:
-    """Context manager: a binary file written under a temporary name, renamed on success.
-
-    The temporary name is unique per call (pid and a random part), so concurrent saves do not
-    write into one file; ``open(..., "xb")`` keeps the usual umask-based permissions.
-    """
-
-    def __init__(self, target: Path) -> None:
-        self._target = target
-
-    def __enter__(self):
-        name = f".{self._target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        self._tmp = self._target.with_name(name)
-        self._handle = self._tmp.open("xb")
-        return self._handle
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._handle.close()
-        if exc_type is None:
-            os.replace(self._tmp, self._target)
-        else:
-            self._tmp.unlink(missing_ok=True)

@@ -18,6 +18,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..core.atomic import fsync_dir, fsync_tree, write_atomic
+
 POINTER = "CURRENT"
 LOCK = "writer.lock"
 KEEP = 2  # generations kept: the live one and its predecessor, for readers still on it
@@ -60,13 +62,9 @@ class IndexDir:
 
     def publish(self, generation: Path) -> None:
         """Make `generation` the live index in one atomic rename, then drop old ones."""
-        _fsync_tree(generation)
-        tmp = self.path / f".{POINTER}.tmp"
-        tmp.write_text(generation.name + "\n")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / POINTER)
-        _fsync_dir(self.path)
+        fsync_tree(generation)
+        write_atomic(self.path / POINTER, generation.name + "\n")
+        fsync_dir(self.path)
         self.clean()
 
     def clean(self) -> None:
@@ -105,19 +103,3 @@ class IndexDir:
         finally:
             os.close(fd)  # closing releases the flock
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for child in path.rglob("*"):
-        if child.is_file():
-            with open(child, "rb") as f:
-                os.fsync(f.fileno())
-    for folder in [path, *(p for p in path.rglob("*") if p.is_dir())]:
-        _fsync_dir(folder)

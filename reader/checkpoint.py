@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from ..core.atomic import fsync_dir, fsync_tree
+
 META_FILE = "spanqa.json"
 STATE_FILE = "trainer_state.pt"
 
@@ -43,26 +45,15 @@ def save_checkpoint(
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     if trainer_state is not None:
         torch.save(trainer_state, tmp / STATE_FILE)
-    _fsync_dir(tmp)
+    fsync_tree(tmp)
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     shutil.rmtree(old, ignore_errors=True)
     return path
 
-
-def _fsync_dir(path: Path) -> None:
-    for child in path.iterdir() if path.is_dir() else []:
-        if child.is_file():
-            with open(child, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def resolve_checkpoint(path: str | Path) -> Path | None:

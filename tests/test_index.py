@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spanqa.api.jsonfile import write_json_atomic
+from spanqa.core.atomic import write_json_atomic
 from spanqa.index import store
 from spanqa.index.layout import IndexBusyError, IndexDir
 from spanqa.index.records import Document

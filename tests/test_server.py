@@ -1174,7 +1174,7 @@ def test_job_files_saved_from_many_threads_at_once_stay_whole(tmp_path):
     """The job thread and request threads (cancels) save the same job file: it must never
     be torn, and the last write must hold the job's last state."""
     from spanqa.api.jobs import JOB_FILE, JobFinishedError, JobQueue
-    from spanqa.api.jsonfile import write_json_atomic
+    from spanqa.core.atomic import write_json_atomic
 
     target = tmp_path / "record.json"
     written = {(w, n): {"writer": w, "n": n, "pad": f"{w}-{n}-" + "x" * 200_000}
