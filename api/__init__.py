@@ -1,1 +1,1 @@
-"""SpanQA's interfaces: the `spanqa` command line (and, later, the HTTP service)."""
+"""SpanQA's interfaces: the `spanqa` command line and the HTTP service."""

@@ -1,1 +1,1 @@
-"""Documents to passages to a BM25 + FAISS index (issue 3: not built yet)."""
+"""Documents to passages to an index: file formats, chunking, SQLite rows, BM25 and FAISS."""

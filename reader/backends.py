@@ -12,13 +12,12 @@ import copy
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from ..runtime.onnx import BACKENDS, built_or_none, onnx_available
+from ..runtime.onnx import built_or_none, onnx_available
 from ..runtime.openvino import openvino_available
+from .config import READER_BACKENDS
 from .onnx_span import OnnxSpanModel
 from .openvino_span import OpenVinoSpanModel
-
-READER_BACKENDS = (*BACKENDS, "openvino")
-Runner = PreTrainedModel | OnnxSpanModel | OpenVinoSpanModel
+from .runner import SpanRunner, TorchSpanModel
 
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
@@ -40,7 +39,7 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype | Non
 
 
 def build_runner(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, backend: str,
-                 device: torch.device, dtype: torch.dtype | None) -> tuple[str, Runner]:
+                 device: torch.device, dtype: torch.dtype | None) -> tuple[str, SpanRunner]:
     """(backend name, what computes the logits); `auto` falls back to PyTorch for a model
     the chosen engine cannot convert faithfully."""
     name = resolve_backend(backend, device, dtype)
@@ -58,5 +57,5 @@ def build_runner(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, bac
     if device.type == "cpu" and dtype == torch.bfloat16:
         # Weights stored in bf16: autocast would convert every matrix at every forward
         # pass (a single question read 1.2x faster, dev F1 the same to 0.1).
-        return "torch", copy.deepcopy(model).to(torch.bfloat16)
-    return "torch", model
+        return "torch", TorchSpanModel(copy.deepcopy(model).to(torch.bfloat16), device, dtype)
+    return "torch", TorchSpanModel(model, device, dtype)

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import READER_BACKENDS, TrainConfig
 
 _TRAIN_HELP = {
     "train": "SQuAD JSON file, or the hub dataset name squad / squad_v2",
@@ -65,7 +65,6 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def add_backend_argument(p: argparse.ArgumentParser, flag: str = "--backend") -> None:
-    from .backends import READER_BACKENDS
 
     p.add_argument(flag, choices=("auto", *READER_BACKENDS), default="auto",
                    help="what computes the reader's logits: auto = PyTorch on a GPU, OpenVINO "

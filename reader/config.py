@@ -1,6 +1,6 @@
 """Fine-tuning settings: `spanqa reader train`'s flags, one field each.
 
-Torch-free on purpose (the standard library only, FeatureConfig imported when asked for),
+Torch-free on purpose (FeatureConfig is imported when asked for),
 so that the command line can build its parser without loading torch or transformers.
 """
 
@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..runtime.onnx import BACKENDS
+
 if TYPE_CHECKING:
     from .features import FeatureConfig
+
+READER_BACKENDS = (*BACKENDS, "openvino")  # what reads the windows: reader/backends.py
 
 
 @dataclass

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from .backends import Runner
 from .features import FeatureConfig, Features, build_features
 from .inference import predict_logits
 from .metrics import squad_v1, squad_v2
 from .postprocess import Prediction, postprocess
+from .runner import SpanRunner
 from .squad import SquadExample, to_official_json
 
 
@@ -76,7 +76,7 @@ def eval_features(
 
 
 def evaluate(
-    model: Runner,
+    model: SpanRunner | PreTrainedModel,
     tokenizer: PreTrainedTokenizerFast,
     examples: list[SquadExample],
     config: FeatureConfig,
@@ -93,7 +93,7 @@ def evaluate(
 ) -> EvalResult:
     """Predict every example and score with the official metrics.
 
-    `model` is a PyTorch span model or its ONNX Runtime export (`Reader.runner`).
+    `model` is a `SpanRunner` (`Reader.runner`) or a PyTorch span model.
 
     For v2.0 the no-answer threshold is tuned on these examples (best F1 over null odds,
     the official script's search) unless a `threshold` is given with `tune_threshold`

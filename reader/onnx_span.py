@@ -12,6 +12,7 @@ session (bench/reader.py, the inference phase).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import threading
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ..runtime.onnx import export_cached, graph_feeds, session
+from .runner import Batch, Logits
 
 OUTPUTS = ["start_logits", "end_logits"]
 T = TypeVar("T")
@@ -32,7 +34,10 @@ WINDOWS_PER_RUN = 4  # measured best on 2 cores for MiniLM at 256 tokens (2 to 8
 
 
 class OnnxSpanModel:
-    """Start and end logits of a question-answering model, from its cached ONNX export."""
+    """Start and end logits of a question-answering model, from its cached ONNX export
+    (a reader/runner.py `SpanRunner`)."""
+
+    precision = None  # computes in what it was exported in: fp32, or int8 weights
 
     def __init__(self, model, tokenizer, *, quantize: bool, cache: Path | None = None,
                  threads: int | None = None):
@@ -60,6 +65,13 @@ class OnnxSpanModel:
         """Windows per run: small, and never so many that a core has nothing to read."""
         size = requested or WINDOWS_PER_RUN
         return max(1, min(size, math.ceil(windows / self.workers)))
+
+    def batching(self, windows: int, requested: int | None) -> tuple[int, None]:
+        # Its runs are spread over the cores, a few windows each: full batches balance them.
+        return self.batch_size(windows, requested), None
+
+    def reading(self) -> contextlib.AbstractContextManager[Callable[[Batch], Logits]]:
+        return contextlib.nullcontext(self.logits)
 
     def map(self, read: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """`read` over `items`, results in order, one item per core in flight (`read`

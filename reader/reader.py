@@ -68,7 +68,7 @@ class Reader:
         if backend == "openvino" and self.dtype not in (None, torch.bfloat16):
             raise ValueError(f"the openvino backend reads in fp32 or bf16, not {precision}")
         self.backend, self.runner = build_runner(model, tokenizer, backend, self.device, self.dtype)
-        if not keep_model and self.runner is not self.model:
+        if not keep_model and getattr(self.runner, "model", None) is not self.model:
             # A compiled graph or a bf16 copy reads; the fp32 weights would only sit in
             # memory (a SpanBERT-base's are 0.4 GB). Training and evaluation need them.
             self.model = None
@@ -85,7 +85,7 @@ class Reader:
 
         For OpenVINO, what its runtime says it computes in: asked for bf16 on a CPU
         without bf16 units, it reads in fp32."""
-        ran = getattr(self.runner, "precision", None)
+        ran = self.runner.precision
         if ran is not None:
             return {"bf16": "bfloat16", "f32": "float32", "f16": "float16"}.get(ran, ran)
         return str(self.dtype or torch.float32).removeprefix("torch.")

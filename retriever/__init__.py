@@ -1,1 +1,1 @@
-"""BM25, dense and hybrid passage retrieval (issue 3: not built yet)."""
+"""Passages for a question: BM25, dense and hybrid retrieval over a built index."""

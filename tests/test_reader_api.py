@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from spanqa.reader import Reader
 from spanqa.reader.config import TrainConfig
+from spanqa.reader.reader import Reader
 from spanqa.reader.train import train
 
 REPO = Path(__file__).resolve().parents[1]

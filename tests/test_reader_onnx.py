@@ -13,12 +13,12 @@ import onnx
 import pytest
 import torch
 
-from spanqa.reader import Reader
 from spanqa.reader.backends import resolve_backend
 from spanqa.reader.features import FeatureConfig, build_features
 from spanqa.reader.inference import predict_logits
 from spanqa.reader.onnx_span import WINDOWS_PER_RUN, OnnxSpanModel
 from spanqa.reader.openvino_span import OpenVinoSpanModel
+from spanqa.reader.reader import Reader
 from spanqa.runtime.openvino import openvino_available
 
 QUESTIONS = ["What is the capital of France?", "Which café is naïve?", "東京は何ですか?"]
@@ -84,7 +84,7 @@ def test_bf16_reading_stays_close_to_fp32(readers, tiny_model_no_dropout):
                                   backend="torch", precision="bf16", batch_size=2)
     assert bf16.dtype == torch.bfloat16
     # It reads with a bf16 copy of the weights; the model it was given stays fp32.
-    assert next(bf16.runner.parameters()).dtype == torch.bfloat16
+    assert next(bf16.runner.model.parameters()).dtype == torch.bfloat16
     assert next(bf16.model.parameters()).dtype == torch.float32
     exact, close = all_logits(readers["torch"]), all_logits(bf16)
     assert np.abs(close - exact).max() < 0.02 * (np.ptp(exact) + 1e-6)

@@ -11,11 +11,11 @@ import pytest
 import torch
 from test_reader_onnx import CONFIG, CONTEXTS, QUESTIONS  # the same odd texts
 
-from spanqa.reader import Reader
 from spanqa.reader.backends import resolve_backend
 from spanqa.reader.features import build_features
 from spanqa.reader.inference import predict_logits
 from spanqa.reader.openvino_span import OpenVinoSpanModel
+from spanqa.reader.reader import Reader
 from spanqa.runtime.onnx import graph_feeds
 from spanqa.runtime.openvino import openvino_offers_bf16
 
@@ -136,7 +136,7 @@ def test_a_reader_that_keeps_only_its_compiled_graph_reads_the_same(tiny_model_n
         assert [(a.text, a.start, a.score) for a in lean.answer(question, contexts, top_k=3)] \
             == [(a.text, a.start, a.score) for a in expected]
     plain = load(tiny_model_no_dropout, backend="torch", precision="fp32", keep_model=False)
-    assert plain.model is plain.runner
+    assert plain.runner.model is plain.model
 
 
 def test_a_conversion_that_differs_from_pytorch_falls_back_or_fails(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from spanqa.reader import Reader
 from spanqa.reader.config import TrainConfig
 from spanqa.reader.evaluation import evaluate
+from spanqa.reader.reader import Reader
 from spanqa.reader.squad import load_squad
 from spanqa.reader.train import train
 
