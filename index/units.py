@@ -1,7 +1,7 @@
 """Dense units of a stored index: which vectors belong to which passage.
 
 Units are stored in passage order, so the units of passage row r are one contiguous run;
-a passage's dense score is the best score of its units (MaxP, see indexer/units.py).
+a passage's dense score is the best score of its units (MaxP, see indexer/unit_split.py).
 """
 
 from __future__ import annotations

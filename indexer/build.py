@@ -40,7 +40,7 @@ from .chunking import ChunkConfig, chunk_document
 from .formats import MAX_FILE_BYTES, iter_documents
 from .isolation import Cancelled, open_reader
 from .limits import DEFAULT_LIMITS, ParseLimits
-from .units import dense_units
+from .unit_split import dense_units
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Why: on a CPU, ONNX Runtime fuses attention, GeLU and LayerNorm into single kern
 int8 dynamic quantisation halves the bytes each matrix product reads. The reader's span
 model and the indexer's sentence encoder run this way on CPUs without OpenVINO, or when
 named (bench/reader.py and bench/retrieval.py measure the speed and what the scores lose).
-OpenVINO reads the plain, unfused export made here (reader/openvino_runtime.py).
+OpenVINO reads the plain, unfused export made here (runtime/openvino.py).
 
 An export is cached under the data directory, keyed by the weights, the outputs and the
 library versions, so it is made once per model (seconds) and reused by every process.

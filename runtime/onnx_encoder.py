@@ -4,8 +4,7 @@ Why: on a CPU, embedding is most of an index build. ONNX Runtime's fused (and in
 embeds passages about 1.5x faster than PyTorch on 2 cores; OpenVINO in bf16, on CPUs with
 bf16 units, faster still and closer to fp32 than int8 (bench/retrieval.py measures them
 against `SentenceTransformer.encode`, with the recall kept). The export itself, its checks
-and its cache live in reader/onnx_export.py and reader/openvino_runtime.py, shared with
-the reader.
+and its cache live in runtime/onnx.py and runtime/openvino.py, shared with the reader.
 """
 
 from __future__ import annotations

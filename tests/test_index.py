@@ -277,8 +277,8 @@ def test_hybrid_scores_every_candidate_by_both_retrievers(tmp_path, embedder):
 
 
 # --------------------------------------------------------------------------------------
-# strict JSON (issue 24): a NaN in one record's metadata used to be stored as written, after
-# which every tag-filtered search failed in SQLite ("malformed JSON") and verify saw nothing
+# strict JSON: a NaN stored in one record's metadata would fail every tag-filtered search
+# in SQLite ("malformed JSON"): the record is skipped with its reason, the rest indexed
 
 
 def test_a_nan_record_is_skipped_and_tag_filters_keep_working(tmp_path, embedder):

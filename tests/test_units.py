@@ -16,7 +16,7 @@ from spanqa.index.units import best_per_passage
 from spanqa.index.verify import verify_index
 from spanqa.indexer.build import IndexConfig, update_index
 from spanqa.indexer.chunking import count_words
-from spanqa.indexer.units import sentence_groups
+from spanqa.indexer.unit_split import sentence_groups
 from spanqa.retriever.search import Filters, Retriever
 from spanqa.runtime.embedder import Embedder
 
