@@ -26,6 +26,7 @@ from .archive import ArchiveLimitError, check_zip
 from .decoding import decode_utf16, guess_legacy
 from .html_text import HtmlError, read_page
 from .limits import DEFAULT_LIMITS, ParseLimits
+from .pdf_text import PdfError, read_pdf
 
 SUPPORTED = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl")
 MAX_FILE_BYTES = 50 * 1024 * 1024  # default limit; files above it are skipped ("too large")
@@ -364,67 +365,30 @@ def _read_html(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
 
 def _read_pdf(path: Path, data: bytes, limits: ParseLimits) -> list[Result]:
     """One Section per page with text, so that no passage spans two pages and every
-    passage can cite its page. Page text is trimmed at its edges only."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
+    passage can cite its page; the text as indexer/pdf_text.py reads it (PDFium's spacing,
+    no running headers or footers, broken words joined). Where pages print numbers of
+    their own, metadata["page_labels"] maps the page to the number a reader sees on it."""
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        _unlock_pdf(reader)
-        pages = list(reader.pages)
-    except PdfReadError as exc:
-        raise _Unreadable(f"unreadable PDF ({_describe(exc)})") from exc
-
-    parts: list[str] = []
-    sections: list[Section] = []
-    offset = 0
-    errors: list[str] = []
-    for number, page in enumerate(pages, start=1):
-        try:
-            page_text = (page.extract_text() or "").strip()
-        except Exception as exc:  # a bad page costs that page, not the document
-            errors.append(f"page {number}: {_describe(exc)}")
-            continue
-        if not page_text:
-            continue
-        if parts:
-            offset += len(PARAGRAPH_BREAK)
-        sections.append(Section(offset, offset + len(page_text), page=number))
-        parts.append(page_text)
-        offset += len(page_text)
-
-    if not parts:
-        if errors:
-            raise _Unreadable(f"unreadable PDF ({errors[0]})")
+        pdf = read_pdf(data)
+    except PdfError as exc:
+        raise _Unreadable(str(exc)) from exc
+    if not pdf.pages:
+        if pdf.unreadable:
+            raise _Unreadable(f"unreadable PDF ({pdf.unreadable[0]})")
         raise _Unreadable("no extractable text (scanned PDF?)")
-    metadata: dict[str, Any] = {"pages": len(pages)}
-    if errors:
-        metadata["unreadable_pages"] = errors
-    title = _pdf_title(reader) or path.stem
-    return [
-        _make_document(
-            path, title, PARAGRAPH_BREAK.join(parts), metadata=metadata, sections=sections
-        )
-    ]
-
-
-def _unlock_pdf(reader: Any) -> None:
-    """Many PDFs are encrypted with an empty user password (copy protection only): those
-    open; one that needs a real password is skipped."""
-    if not reader.is_encrypted:
-        return
-    from pypdf import PasswordType
-
-    if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise _Unreadable("encrypted PDF (password required)")
-
-
-def _pdf_title(reader: Any) -> str | None:
-    try:
-        title = reader.metadata.title if reader.metadata else None
-    except Exception:  # broken metadata must not cost the text
-        return None
-    return title.strip() if isinstance(title, str) and title.strip() else None
+    sections, offset = [], 0
+    for page in pdf.pages:
+        sections.append(Section(offset, offset + len(page.text), page=page.number))
+        offset += len(page.text) + len(PARAGRAPH_BREAK)
+    metadata: dict[str, Any] = {"pages": pdf.page_count}
+    labels = {str(p.number): p.label for p in pdf.pages if p.label and p.label != str(p.number)}
+    if labels:
+        metadata["page_labels"] = labels
+    if pdf.unreadable:
+        metadata["unreadable_pages"] = pdf.unreadable
+    text = PARAGRAPH_BREAK.join(page.text for page in pdf.pages)
+    return [_make_document(path, pdf.title or path.stem, text, metadata=metadata,
+                           sections=sections)]
 
 
 # --------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def _preload() -> None:
     """The parsers' imports happen before the limits apply and before the first file's
     clock starts: importing them is not the file's cost."""
     import docx  # noqa: F401  (formats.py imports these two when it meets a file)
-    import pypdf  # noqa: F401
+    import pypdfium2  # noqa: F401
 
     from . import formats  # noqa: F401
 
