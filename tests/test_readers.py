@@ -268,7 +268,7 @@ def test_pdf_pages_become_sections(tmp_path):
     assert [s.page for s in doc.sections] == [1, 2, 3]
     for section, page in zip(doc.sections, pages, strict=True):
         page_text = doc.text[section.start : section.end]
-        assert page_text == page  # fpdf2 + pypdf round-trip this text exactly
+        assert page_text == page  # fpdf2 + PDFium round-trip this text exactly
     assert doc.text == "\n\n".join(pages)
     assert doc.metadata["pages"] == 3
 
