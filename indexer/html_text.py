@@ -9,6 +9,13 @@ deciding paragraph breaks as it enters and leaves elements; the tree is never ed
 libxml2 stops building the tree at a fixed depth (256, or 2048 with huge_tree) and reports
 it only in the parser's error log, keeping what it had: such a page, and any page deeper
 than the configured limit, is refused with a reason instead of being indexed truncated.
+
+Only a page's content is read, not its site chrome: where the page marks its content
+(`<main>`, `role="main"`, a single `<article>`), the walk reads that element alone; and
+anywhere, navigation, sidebars, breadcrumbs, banners, footers, cookie notices and
+permalink marks (Sphinx's "¶") are left out by their tags, ARIA roles and class names.
+A Python documentation page otherwise repeats some 200 words of menus and licence on
+each of its 500 pages; every copy would be indexed, retrieved and read.
 """
 
 from __future__ import annotations
@@ -33,6 +40,22 @@ BLOCK_TAGS = frozenset((
     "ul",
 ))  # fmt: skip
 CELL_TAGS = frozenset(("td", "th"))
+CHROME_TAGS = frozenset(("nav", "aside"))
+# header and footer are chrome at the page level, content inside an article or main
+PAGE_CHROME_TAGS = frozenset(("header", "footer"))
+CHROME_ROLES = frozenset(("navigation", "banner", "contentinfo", "complementary", "search"))
+# Class or id names of chrome in common site generators (Sphinx, DocBook, Publican, MkDocs,
+# themes). Not a plain "sidebar": DocBook calls its tip and note boxes that, and they are
+# content; "sphinxsidebar", "left-sidebar" and the like are menus.
+CHROME_NAMES = frozenset((
+    "breadcrumb", "breadcrumbs", "navbar", "navheader", "navfooter", "navigation", "nav",
+    "docnav", "sphinxsidebar", "related", "footer", "site-footer", "header", "site-header",
+    "banner", "toc", "table-of-contents", "cookie", "cookies", "cookie-banner", "skip-link",
+    "edit-this-page", "headerlink", "permalink", "anchorjs-link",
+))  # fmt: skip
+CHROME_NAME_PARTS = ("breadcrumb", "cookie", "navbar")
+PERMALINK_MARKS = frozenset(("¶", "#", "§", "🔗", "⚓"))
+CONTENT_TAGS = frozenset(("main", "article"))
 _SPACE = re.compile(r"[ \t\n\r\f]+")
 _DISPLAY_NONE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -54,7 +77,41 @@ def read_page(html: bytes, max_depth: int) -> Page:
     root = _parse(html, min(max_depth, LIBXML2_MAX_DEPTH - 1))
     if root is None:
         return Page(None, [])
-    return Page(_title(root), _blocks(root, max_depth))
+    content = main_content(root)
+    depth = 1 + sum(1 for _ in content.iterancestors())
+    return Page(_title(root), _blocks(content, max_depth, depth))
+
+
+def main_content(root: etree._Element) -> etree._Element:
+    """The element the page marks as its content: the one `<main>` or `role="main"`, else
+    the one `<article>`; else the whole page. Several marked elements are no mark."""
+    for candidates in (root.xpath("//main | //*[@role='main']"), root.xpath("//article")):
+        marked = set(candidates)
+        outermost = [e for e in candidates if not any(a in marked for a in e.iterancestors())]
+        if len(outermost) == 1 and not _hidden(outermost[0]):
+            return outermost[0]
+    return root
+
+
+def is_chrome(element: etree._Element, in_content: bool) -> bool:
+    """Navigation, sidebars, banners and the like; permalink marks beside headings. Inside
+    an article or the page's main content, only the tags, roles and permalinks that mark
+    chrome anywhere count, not class names such as "header"."""
+    tag = element.tag
+    if tag in CHROME_TAGS or (tag in PAGE_CHROME_TAGS and not in_content):
+        return True
+    if element.get("role", "").strip().lower() in CHROME_ROLES:
+        return True
+    names = f"{element.get('class', '')} {element.get('id', '')}".lower().split()
+    if "headerlink" in names or "permalink" in names:
+        return True
+    if not in_content and any(
+            n in CHROME_NAMES or any(part in n for part in CHROME_NAME_PARTS)
+            or ("sidebar" in n and n != "sidebar") for n in names):
+        return True
+    if tag == "a" and len(element) == 0 and element.get("href", "").startswith("#"):
+        return (element.text or "").strip() in PERMALINK_MARKS
+    return False
 
 
 def _parse(html: bytes, depth_limit: int) -> etree._Element | None:
@@ -94,9 +151,10 @@ def _hidden(element: etree._Element) -> bool:
             or _DISPLAY_NONE.search(element.get("style", "")) is not None)
 
 
-def _blocks(root: etree._Element, max_depth: int) -> list[str]:
+def _blocks(root: etree._Element, max_depth: int, depth: int = 1) -> list[str]:
     """Paragraphs in document order. An element's text is inside it; its tail follows it,
-    inside its parent: so the walk emits text on entering, breaks and tails on leaving."""
+    inside its parent: so the walk emits text on entering, breaks and tails on leaving.
+    `depth` is the level of `root` in its page, for the depth limit."""
     blocks: list[str] = []
     pieces: list[str] = []
     in_pre = 0  # <pre> elements open around the current position: whitespace is kept there
@@ -111,13 +169,17 @@ def _blocks(root: etree._Element, max_depth: int) -> list[str]:
             blocks.append(block)
         pieces.clear()
 
-    stack: list[tuple[etree._Element, int, bool]] = [(root, 1, False)]
+    in_content = 0  # article or main elements open around the current position
+    marked = root.getparent() is not None  # the walk reads the page's marked content
+    stack: list[tuple[etree._Element, int, bool]] = [(root, depth, False)]
     while stack:
         element, depth, leaving = stack.pop()
         tag = element.tag if isinstance(element.tag, str) else None
         if leaving:
             if tag == "pre":
                 in_pre -= 1
+            if tag in CONTENT_TAGS or (element is root and marked):
+                in_content -= 1
             if tag in BLOCK_TAGS:
                 flush()
             elif tag in CELL_TAGS:
@@ -126,13 +188,16 @@ def _blocks(root: etree._Element, max_depth: int) -> list[str]:
             continue
         if depth > max_depth:
             raise HtmlError(_too_deep(max_depth))
-        if tag is None or _hidden(element):  # an entity or the like, or not shown
-            emit(element.tail)
+        chrome = element is not root and is_chrome(element, in_content > 0)
+        if tag is None or _hidden(element) or chrome:
+            emit(element.tail)  # an entity or the like, not shown, or the site's chrome
             continue
         if tag in BLOCK_TAGS:
             flush()
         if tag == "pre":
             in_pre += 1
+        if tag in CONTENT_TAGS or (element is root and marked):
+            in_content += 1
         emit(element.text)
         stack.append((element, depth, True))
         stack.extend((child, depth + 1, False) for child in reversed(element))

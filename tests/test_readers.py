@@ -758,3 +758,59 @@ def test_content_hash_is_sha256_hex():
     import hashlib
 
     assert content_hash("héllo") == hashlib.sha256("héllo".encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# HTML: the page's content, not its site chrome
+
+SPHINX_LIKE = """<!DOCTYPE html><html><head><title>timeit - Python docs</title></head><body>
+<div class="related" role="navigation"><ul><li><a href="index.html">index</a></li>
+  <li><a href="next.html">next</a> |</li><li>Python &#187; 3.11 Documentation &#187;</li></ul></div>
+<div class="document"><div class="body" role="main">
+  <section id="timeit"><h1>timeit <a class="headerlink" href="#timeit">&#182;</a></h1>
+  <p>This module times small bits of code.</p>
+  <h2>Basic Examples<a href="#basic">#</a></h2><p>Run it from the shell.</p>
+  <div class="header">Kept: a class name inside the content says nothing.</div>
+  </section></div>
+<div class="sphinxsidebar" role="navigation"><h3>Previous topic</h3><p>profile</p>
+  <h3>This Page</h3><ul><li><a href="bugs.html">Report a Bug</a></li></ul></div></div>
+<div class="footer">&#169; Copyright 2001-2026. Last updated on Oct 07. Created using Sphinx.</div>
+</body></html>"""
+
+DOCBOOK_LIKE = """<html><head><title>Chapter 6. APT</title></head><body>
+<div id="banner"><a href="/get/"><span>Download the ebook</span></a></div>
+<ul class="docnav top"><li><a href="prev.html">Prev</a></li><li><a href="next.html">Next</a></li></ul>
+<div class="chapter"><h2>Chapter 6. APT</h2><div class="toc"><dl><dt>6.1. Sources</dt></dl></div>
+<p>APT installs packages.</p>
+<div class="sidebar"><p>TIP Files in /etc/apt/sources.list.d/</p></div></div>
+<nav><a href="/">Home</a></nav>
+<ul class="docnav"><li><a href="prev.html">Prev</a></li><li>Up</li><li>Home</li></ul>
+</body></html>"""
+
+
+def test_html_marked_main_content_is_read_alone_without_permalinks(tmp_path):
+    path = tmp_path / "timeit.html"
+    path.write_text(SPHINX_LIKE, encoding="utf-8")
+    doc = only_document(path)
+    assert doc.text.split("\n\n") == [
+        "timeit", "This module times small bits of code.", "Basic Examples",
+        "Run it from the shell.", "Kept: a class name inside the content says nothing.",
+    ]
+
+
+def test_html_without_a_marked_content_leaves_out_navigation_banners_and_tocs(tmp_path):
+    path = tmp_path / "apt.html"
+    path.write_text(DOCBOOK_LIKE, encoding="utf-8")
+    doc = only_document(path)
+    assert doc.text.split("\n\n") == [
+        "Chapter 6. APT", "APT installs packages.", "TIP Files in /etc/apt/sources.list.d/",
+    ]  # DocBook's "sidebar" boxes are content; its docnav, banner and toc are not
+
+
+def test_html_with_several_articles_reads_them_all_without_the_chrome(tmp_path):
+    path = tmp_path / "blog.html"
+    path.write_text("<html><body><header>My Blog</header><article><p>First post.</p>"
+                    "<footer>by Ann</footer></article><article><p>Second post.</p></article>"
+                    "<footer>2026 My Blog</footer><div class='cookie-banner'>We use cookies"
+                    "</div></body></html>", encoding="utf-8")
+    assert only_document(path).text.split("\n\n") == ["First post.", "by Ann", "Second post."]
