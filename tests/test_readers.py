@@ -779,7 +779,8 @@ SPHINX_LIKE = """<!DOCTYPE html><html><head><title>timeit - Python docs</title><
 
 DOCBOOK_LIKE = """<html><head><title>Chapter 6. APT</title></head><body>
 <div id="banner"><a href="/get/"><span>Download the ebook</span></a></div>
-<ul class="docnav top"><li><a href="prev.html">Prev</a></li><li><a href="next.html">Next</a></li></ul>
+<ul class="docnav top"><li><a href="prev.html">Prev</a></li>
+<li><a href="next.html">Next</a></li></ul>
 <div class="chapter"><h2>Chapter 6. APT</h2><div class="toc"><dl><dt>6.1. Sources</dt></dl></div>
 <p>APT installs packages.</p>
 <div class="sidebar"><p>TIP Files in /etc/apt/sources.list.d/</p></div></div>
