@@ -119,7 +119,7 @@ class KeyStore:
             if any(r.get("name") == name for r in keys):
                 raise ValueError(f"a key named {name!r} exists in {self.path}; revoke it first "
                                  "or choose another name")
-            key = secrets.token_urlsafe(32)
+            key = new_secret()
             record = {"id": secrets.token_hex(4), "name": name, "sha256": hash_key(key),
                       "created": datetime.now(UTC).isoformat(timespec="seconds")}
             self._write([*keys, record])
@@ -148,3 +148,11 @@ class KeyStore:
             yield
         finally:
             os.close(fd)
+
+
+def new_secret() -> str:
+    """32 random bytes, URL-safe, never starting with "-": a key passed on a command line
+    (`spanqa jobs cancel --key KEY`) must not read as an option."""
+    while (key := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return key

@@ -27,6 +27,12 @@ EXTRA_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "route"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 
+def request_id() -> str:
+    """The id of the request being served ("" outside one): response bodies carry it so a
+    client can quote it, and the log lines of that request carry the same."""
+    return REQUEST_ID.get() or ""
+
+
 def request_id_from(header: str | None) -> str:
     """The client's id when it is short and printable (it is echoed into headers and logs),
     else a fresh one: a hostile header must not inject lines or bytes into either."""

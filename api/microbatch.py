@@ -124,7 +124,7 @@ class MicroBatcher:
                 "max_wait_ms": self.max_wait * 1000,
                 "batches": self.batches,
                 "requests": self.requests,
-                "mean_batch_size": round(self.requests / self.batches, 3) if self.batches else 0,
+                "mean_batch_size": round(self.requests / self.batches, 3) if self.batches else 0.0,
                 "largest_batch": self.largest,
                 "batch_sizes": {str(k): v for k, v in sorted(self.sizes.items())},
                 "retried_one_by_one": self.retried,

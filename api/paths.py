@@ -105,3 +105,14 @@ class PathView:
             raise ValueError("the indexed documents share no common folder, so a relative "
                              "path cannot be placed; use an absolute path with an API key")
         return str(self.root.joinpath(*parts))
+
+
+def public_paths(items: Iterable[Any], view: PathView) -> None:
+    """Answers', hits' and documents' `path` (and a document's metadata path) made public in
+    place; their text is left as it is (offsets point into it)."""
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("path"), str):
+            item["path"] = view.public(item["path"])
+            metadata = item.get("metadata")
+            if isinstance(metadata, dict) and isinstance(metadata.get("path"), str):
+                metadata["path"] = view.public(metadata["path"])

@@ -203,7 +203,7 @@ def _prepare(args: argparse.Namespace):
     from ..core.paths import default_index
     from ..index.layout import IndexDir, IndexNotFoundError
     from .auth import KeyFileError, KeyStore
-    from .server import Settings
+    from .settings import Settings
 
     index = Path(args.index or default_index())
     if not IndexDir(index).exists():

@@ -82,3 +82,52 @@ def passages_by_rows(db: sqlite_utils.Database, rows: Sequence[int]) -> dict[int
 
 def iter_passage_rows(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
     yield from db.query("select * from passages order by row")
+
+
+# The queries the HTTP API runs on a generation: named here, beside the tables they read.
+
+
+def check_readable(db: sqlite_utils.Database) -> None:
+    """Raises sqlite3.OperationalError when the generation's file is gone (another writer
+    published a newer one and cleaned this one up), so the caller can follow it."""
+    db.execute("select 1 from documents limit 1")
+
+
+def count_documents(db: sqlite_utils.Database) -> int:
+    return next(iter(db.query("select count(*) as n from documents")))["n"]
+
+
+def document_page(db: sqlite_utils.Database, limit: int, offset: int) -> list[dict[str, Any]]:
+    """Documents by path (then id), each with its passage count and its metadata decoded
+    (an empty dict where the stored JSON cannot be read as an object)."""
+    rows = db.query(
+        "select d.id, d.path, d.title, d.metadata, d.length, d.mtime, "
+        "(select count(*) from passages p where p.document_id = d.id) as passages "
+        "from documents d order by d.path, d.id limit ? offset ?", [limit, offset])
+    return [{**row, "metadata": _metadata(row["metadata"])} for row in rows]
+
+
+def _metadata(text: str | None) -> dict[str, Any]:
+    try:
+        value = strict_loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def has_document(db: sqlite_utils.Database, document_id: str) -> bool:
+    return bool(list(db.query("select id from documents where id = ?", [document_id])))
+
+
+def document_paths(db: sqlite_utils.Database) -> list[str]:
+    """Every distinct document path: what the collection root is worked out from."""
+    return [row["path"] for row in db.query("select distinct path from documents")]
+
+
+def passage_with_path(db: sqlite_utils.Database, passage_id: str) -> dict[str, Any] | None:
+    """A passage's id, document id, title and text with its document's path; None when no
+    passage has that id."""
+    rows = list(db.query(
+        "select p.id, p.document_id, p.title, p.text, d.path from passages p "
+        "join documents d on d.id = p.document_id where p.id = ?", [passage_id]))
+    return rows[0] if rows else None

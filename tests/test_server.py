@@ -1331,7 +1331,8 @@ def test_anonymous_feedback_when_the_operator_allows_it(local):
     from fastapi.testclient import TestClient
 
     from spanqa.api.auth import KeyStore
-    from spanqa.api.server import ANONYMOUS_MAX_CHARS, Settings, create_app
+    from spanqa.api.routes.feedback import ANONYMOUS_MAX_CHARS
+    from spanqa.api.server import Settings, create_app
 
     keys = KeyStore(local.root / "anonymous-keys.json")
     secret, _ = keys.create("curator")
@@ -1505,3 +1506,14 @@ def test_serve_believes_forwarded_headers_only_from_trusted_proxies():
         ["serve", "--trusted-proxy", "10.0.0.5", "--trusted-proxy", "fd00::/8"]))
     assert options["proxy_headers"] is True
     assert options["forwarded_allow_ips"] == "10.0.0.5,fd00::/8"
+
+
+def test_new_keys_never_read_as_command_line_options(monkeypatch):
+    """token_urlsafe starts with "-" one time in 64; argparse would take such a key for a flag."""
+    import secrets
+
+    from spanqa.api import auth
+
+    drawn = iter(["-starts-with-a-dash", "fine-key"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(drawn))
+    assert auth.new_secret() == "fine-key"
