@@ -93,27 +93,57 @@ def page_lines(document, index: int) -> list[str]:
 def clean_pages(raw: list[tuple[int, list[str]]]) -> list[PdfPage]:
     """Pages with their running headers/footers and page numbers removed and their
     hyphenated line ends joined; pages left without text are dropped."""
-    furniture = running_lines([lines for _, lines in raw])
-    counter = page_number_positions([lines for _, lines in raw], furniture)
+    edges = [edge_shapes(lines) for _, lines in raw]  # each page's edge lines, once
+    furniture = recurring(edges)
+    positions = page_number_positions([lines for _, lines in raw], edges, furniture)
     vocabulary = Counter(w.lower() for _, lines in raw for line in lines
                          for w in _WORD.findall(line))
     pages = []
-    for number, lines in raw:
-        kept, label = strip_edges(lines, furniture, counter)
+    for (number, lines), shapes in zip(raw, edges, strict=True):
+        kept, label = strip_edges(lines, shapes, furniture, positions)
         text = join_broken_words("\n".join(kept).strip(), vocabulary)
         if text:
             pages.append(PdfPage(number, text, label))
     return pages
 
 
-def page_number_positions(pages: list[list[str]], furniture: set[str]) -> dict[str, int]:
+def shape(line: str) -> str:
+    """What a running line keeps from page to page: its words, numbers as '#'."""
+    line = " ".join(line.split()).lower()
+    return _ROMAN.sub("#", _NUMBER.sub("#", line)) if line else ""
+
+
+def edge_shapes(lines: list[str]) -> dict[int, str]:
+    """The first and last EDGE_LINES non-empty lines, by index, as their shapes."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    return {i: shape(lines[i]) for i in sorted(set(filled[:EDGE_LINES] + filled[-EDGE_LINES:]))}
+
+
+def running_lines(pages: list[list[str]]) -> set[str]:
+    """Shapes of the lines that recur at page edges: the document's headers and footers."""
+    return recurring([edge_shapes(lines) for lines in pages])
+
+
+def recurring(edges: list[dict[int, str]]) -> set[str]:
+    """The edge shapes that recur on enough pages to be running lines."""
+    if len(edges) < MIN_REPEATS:
+        return set()
+    counts: Counter = Counter()
+    for shapes in edges:
+        counts.update(set(shapes.values()))
+    need = max(MIN_REPEATS, REPEAT_SHARE * len(edges))
+    return {s for s, n in counts.items() if s and n >= need}
+
+
+def page_number_positions(pages: list[list[str]], edges: list[dict[int, str]],
+                          furniture: set[str]) -> dict[str, int]:
     """For each running line that counts pages, which of its numbers does: the one that
     changes from page to page ("Debian Reference 33 / 233": the first; "BASH(1)": none)."""
     seen: dict[str, list[list[str]]] = {}
-    for lines in pages:
-        for i in _edges(lines):
-            if shape(lines[i]) in furniture:
-                seen.setdefault(shape(lines[i]), []).append(_NUMBER.findall(lines[i]))
+    for lines, shapes in zip(pages, edges, strict=True):
+        for i, key in shapes.items():
+            if key in furniture:
+                seen.setdefault(key, []).append(_NUMBER.findall(lines[i]))
     positions = {}
     for key, numbers in seen.items():
         width = min(len(n) for n in numbers)
@@ -124,37 +154,13 @@ def page_number_positions(pages: list[list[str]], furniture: set[str]) -> dict[s
     return positions
 
 
-def shape(line: str) -> str:
-    """What a running line keeps from page to page: its words, numbers as '#'."""
-    line = " ".join(line.split()).lower()
-    return _ROMAN.sub("#", _NUMBER.sub("#", line)) if line else ""
-
-
-def _edges(lines: list[str]) -> list[int]:
-    """Indices of the first and last EDGE_LINES non-empty lines."""
-    filled = [i for i, line in enumerate(lines) if line.strip()]
-    return sorted(set(filled[:EDGE_LINES] + filled[-EDGE_LINES:]))
-
-
-def running_lines(pages: list[list[str]]) -> set[str]:
-    """Shapes of the lines that recur at page edges: the document's headers and footers."""
-    if len(pages) < MIN_REPEATS:
-        return set()
-    counts: Counter = Counter()
-    for lines in pages:
-        counts.update({shape(lines[i]) for i in _edges(lines)})
-    need = max(MIN_REPEATS, REPEAT_SHARE * len(pages))
-    return {s for s, n in counts.items() if s and n >= need}
-
-
-def strip_edges(lines: list[str], furniture: set[str],
+def strip_edges(lines: list[str], shapes: dict[int, str], furniture: set[str],
                 page_numbers: dict[str, int]) -> tuple[list[str], str | None]:
     """The page's lines without its running ones; the page number one of them printed.
     A page made of nothing but such lines keeps them: running lines frame a page's text,
     so these must be its text (short pages of a form, a slide deck's repeated titles)."""
     drop, label = set(), None
-    for i in _edges(lines):
-        key = shape(lines[i])
+    for i, key in shapes.items():
         if key in furniture:
             drop.add(i)
             if label is None and key in page_numbers:
